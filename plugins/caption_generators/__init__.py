@@ -1,0 +1,1 @@
+"""Built-in caption generators (see registry.yaml)."""

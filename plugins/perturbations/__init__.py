@@ -1,0 +1,1 @@
+"""Built-in perturbations (see registry.yaml)."""

@@ -1,0 +1,1 @@
+"""Built-in shot detectors (see registry.yaml)."""

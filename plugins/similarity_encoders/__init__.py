@@ -1,0 +1,1 @@
+"""Built-in similarity encoders (see registry.yaml)."""

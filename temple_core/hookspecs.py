@@ -1,0 +1,150 @@
+"""The hook specifications: one ``register_<kind>(register)`` hook per extension kind.
+
+A plugin is a module with functions decorated by :data:`hookimpl`. For every component it
+offers it calls ``register(name, factory)``:
+
+* ``name`` -- the name a recipe uses to select it (``{name: drop}``); unique per kind.
+* ``factory`` -- a callable taking one argument, the component's validated *options*
+  object, and returning the component. Usually the component class itself.
+  The options class is ``factory.Options`` (an attrs class; every field has a default)
+  or is passed as ``register(name, factory, options=SomeOptions)``. A component with no
+  options declares none and the recipe may give it none.
+  ``register(..., summary="...")`` sets the one-line summary shown by
+  ``temple plugins list``; it defaults to the first line of the factory's docstring.
+
+Built-in plugins are listed in ``registry.yaml`` and loaded exactly like third-party ones,
+which expose a module under the entry-point group ``temple``. See docs/plugins.md.
+
+The *component contracts* below say what a component built by a factory must do. Errors a
+user can cause (bad input file, bad option value discovered late) should be raised as
+:class:`temple_core.errors.TempleError` subclasses with a message naming the thing at fault.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "temple"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: The extension kinds, in pipeline order. ``register_<kind>`` is the hook for each.
+KINDS = (
+    "shot_detectors",
+    "similarity_encoders",
+    "perturbations",
+    "caption_generators",
+    "backends",
+    "trainers",
+    "exporters",
+)
+
+
+@hookspec
+def register_shot_detectors(register):
+    """Register shot detectors: video -> shots.
+
+    Component contract::
+
+        detector.detect(video: temple_core.video.VideoSource) -> temple_core.records.ShotDetection
+
+    ``VideoSource`` is an opened video (path, fps, frame count) that can stream its frames at
+    any size in one pass; a detector should take what it needs from one low-resolution pass.
+    ``ShotDetection`` carries ``shots`` (a list of ``[start, end]`` frame ranges, inclusive,
+    in time order, covering the video), ``fps`` and ``num_frames``. A detector raises
+    :class:`temple_core.errors.VideoError` for a video it cannot read.
+    """
+
+
+@hookspec
+def register_similarity_encoders(register):
+    """Register similarity encoders: frames -> L2-normalised embeddings.
+
+    Component contract::
+
+        encoder.encode(frames: list[numpy.ndarray]) -> numpy.ndarray
+
+    ``frames`` are RGB ``uint8`` arrays of shape ``(H, W, 3)`` (any size). The result has
+    shape ``(len(frames), D)``, ``float32``, each row of unit L2 norm, so that the cosine
+    similarity of two frames is the dot product of their rows.
+    """
+
+
+@hookspec
+def register_perturbations(register):
+    """Register perturbations of an ordered sequence (the clips of a video).
+
+    Component contract::
+
+        perturbation(items: Sequence[T], difficulty: int, rng: random.Random)
+            -> temple_core.records.Perturbed   # .items: list[T], .kept_indices: list[int]
+
+    ``difficulty`` is the factor r of SPEC §3 (larger r = stronger perturbation).
+    ``kept_indices[j]`` is the index in ``items`` of ``Perturbed.items[j]``, so that
+    ``[items[i] for i in kept_indices] == Perturbed.items`` always holds. All randomness
+    comes from ``rng``: the same ``rng`` state gives the same result. ``items`` is never
+    modified.
+    """
+
+
+@hookspec
+def register_caption_generators(register):
+    """Register caption generators: selected video (+ a backend) -> captions and responses.
+
+    Component contract::
+
+        generator.generate(videos: list[temple_core.records.VideoRecord],
+                           backend: object | None,
+                           perturbations: list[tuple[str, perturbation]],
+                           difficulties: list[int],
+                           rng: random.Random) -> list[temple_core.records.CaptionRecord]
+
+    One ``CaptionRecord`` per input video, in input order: its clip captions, its chosen
+    response, and one rejected response per (perturbation, difficulty) with the kept indices.
+    ``generator.needs_backend`` says whether a backend must be given.
+    """
+
+
+@hookspec
+def register_backends(register):
+    """Register model backends: one Video LLM family each.
+
+    Component contract (see ``temple_core.backend.Backend`` for the full protocol)::
+
+        backend.describe() -> str                         # family and model, for provenance
+        backend.chat(conversations, **sampling) -> list[str]   # batched generation
+        backend.encode_preference(...), backend.encode_sft(...)  # training examples
+        backend.collate(...)                              # padded training batch
+        backend.vision_module_names(), backend.lora_target_modules()
+        backend.merge_and_save(model, out_dir)
+
+    The model is loaded lazily, on first use, from the ``path`` or ``preset`` option.
+    """
+
+
+@hookspec
+def register_trainers(register):
+    """Register trainers: one training stage each.
+
+    Component contract::
+
+        trainer.train(stage: temple_core.stages.train.StageContext) -> dict
+
+    The stage context gives the backend (with the starting weights), the data, the stage's
+    output directory and the run's seed. The trainer writes ``metrics.jsonl`` and the merged
+    model into the output directory and returns its final metrics.
+    """
+
+
+@hookspec
+def register_exporters(register):
+    """Register exporters: preference pairs -> another tool's dataset format.
+
+    Component contract::
+
+        exporter.export(pairs: list[temple_core.records.Pair], out_path: pathlib.Path) -> int
+
+    Writes the file at ``out_path`` (parents created) and returns the number of records
+    written. Zero pairs writes an empty file and warns; it is not an error.
+    """
