@@ -1,7 +1,14 @@
 """Video decoding with PyAV: metadata, one streaming pass at any size, frames by index.
 
 Nothing here holds a whole video at full resolution: ``iter_frames`` streams, and
-``read_frames`` keeps only the frames asked for.
+``read_frames`` / ``iter_range`` *seek* to the nearest keyframe before what they need, so
+their cost depends on what is asked for, not on where in the video it lies.
+
+Frame indices are positions in decode order of the first video stream (0-based). When
+seeking, a decoded frame's index is recovered from its timestamp
+(``round((pts - start) * time_base * fps)``); files whose timestamps do not allow that
+(no pts, variable frame rate that disagrees with the count) fall back to counting frames
+from the start, which is always right, only slower.
 """
 
 from __future__ import annotations
@@ -15,9 +22,18 @@ import numpy as np
 
 from temple_core.errors import VideoError
 
+# Decoding forward is cheaper than a seek (which restarts at a keyframe) for short gaps.
+_SEEK_GAP_FRAMES = 48
+
 
 class VideoSource:
-    """An opened video file: ``fps``, ``num_frames``, ``duration``, ``width``, ``height``."""
+    """An opened video file: ``fps``, ``num_frames``, ``duration``, ``width``, ``height``.
+
+    Set ``record_gray_range = True`` before a streaming pass (:meth:`iter_frames`) to also
+    get, per frame, the min and max grayscale level over all its pixels at full resolution
+    (``gray_range``: ``uint8`` array ``(num_frames, 2)``) -- selection's monochrome filter
+    needs them, and computing them during the detector's pass saves a second decode.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -36,61 +52,168 @@ class VideoSource:
                 self.fps = float(rate)
                 self.width = stream.codec_context.width
                 self.height = stream.codec_context.height
+                if not self.width or not self.height:
+                    raise VideoError(f"{self.path}: video stream has no frame size")
                 self._stream_frames = int(stream.frames or 0)
+                self._time_base = stream.time_base
+                self._start_pts = int(stream.start_time or 0)
         except VideoError:
             raise
         except Exception as exc:  # PyAV raises many kinds (InvalidDataError, ...)
             raise VideoError(f"{self.path}: cannot open as video ({exc})") from exc
         self._num_frames: int | None = None
+        self._seekable = self._time_base is not None
+        self.record_gray_range = False
+        self.gray_range: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"VideoSource({str(self.path)!r}, fps={self.fps:.3f}, {self.width}x{self.height})"
 
     @property
     def num_frames(self) -> int:
-        """Frames that actually decode (counted once, by a decode pass, when the header lacks it)."""
+        """Frames that actually decode. The header's count is used until a full pass has
+        counted them (a pass always wins: headers of truncated files overstate)."""
         if self._num_frames is None:
             if self._stream_frames > 0:
-                self._num_frames = self._stream_frames
-            else:
-                self._num_frames = sum(1 for _ in self._decode())
+                return self._stream_frames
+            self._num_frames = sum(1 for _ in self._decode())
         return self._num_frames
 
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps
 
-    def _decode(self) -> Iterator[av.VideoFrame]:
+    # -- decoding ------------------------------------------------------------------------
+    def _open(self):
         try:
-            with av.open(str(self.path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
+            container = av.open(str(self.path))
+        except Exception as exc:
+            raise VideoError(f"{self.path}: cannot open as video ({exc})") from exc
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return container, stream
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        container, stream = self._open()
+        try:
+            with container:
                 yield from container.decode(stream)
         except av.error.FFmpegError as exc:
             raise VideoError(f"{self.path}: decoding failed ({exc})") from exc
 
     def iter_frames(self, width: int | None = None, height: int | None = None) -> Iterator[np.ndarray]:
-        """Every frame in order, as RGB ``uint8`` ``(H, W, 3)``, resized when asked."""
+        """Every frame in order, as RGB ``uint8`` ``(H, W, 3)``, resized when asked.
+
+        A pass that runs to the end fixes ``num_frames`` to the frames that decoded (and
+        ``gray_range`` when ``record_gray_range`` is set).
+        """
+        ranges: list[tuple[int, int]] | None = [] if self.record_gray_range else None
+        count = 0
         for frame in self._decode():
+            if ranges is not None:
+                gray = frame.to_ndarray(format="gray")
+                ranges.append((int(gray.min()), int(gray.max())))
             yield frame.to_ndarray(format="rgb24", width=width, height=height)
+            count += 1
+        if count == 0:
+            raise VideoError(f"{self.path}: no frame decodes")
+        self._num_frames = count
+        if ranges is not None:
+            self.gray_range = np.asarray(ranges, dtype=np.uint8).reshape(-1, 2)
+
+    def _index_of(self, frame: av.VideoFrame) -> int | None:
+        if frame.pts is None or frame.time_base is None:
+            return None
+        return int(round(float((frame.pts - self._start_pts) * frame.time_base) * self.fps))
+
+    def _seek_to(self, container, stream, index: int) -> None:
+        seconds = index / self.fps
+        target = int(seconds / float(self._time_base)) + self._start_pts
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+
+    def _iter_indexed(self, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """(index, frame) from a keyframe at or before ``first`` onwards, by seeking; falls
+        back to a counted decode from the start when timestamps cannot be trusted."""
+        if self._seekable and first > _SEEK_GAP_FRAMES:
+            container, stream = self._open()
+            try:
+                with container:
+                    # Seek a little early: some demuxers land on the keyframe *after* the target.
+                    self._seek_to(container, stream, max(0, first - 1))
+                    previous = None
+                    trusted = True
+                    for frame in container.decode(stream):
+                        index = self._index_of(frame)
+                        if index is None or (previous is None and index > first) or (
+                            previous is not None and index != previous + 1
+                        ):
+                            trusted = False
+                            break
+                        previous = index
+                        yield index, frame
+                    if trusted:
+                        return
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"{self.path}: decoding failed ({exc})") from exc
+            # Timestamps did not give consecutive indices: count from the start instead.
+            self._seekable = False
+            for index, frame in enumerate(self._decode()):
+                if previous is None or index > previous:
+                    yield index, frame
+            return
+        yield from enumerate(self._decode())
+
+    def iter_range(
+        self, start: int, end: int, width: int | None = None, height: int | None = None, format: str = "rgb24"
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, frame)`` for every frame in ``[start, end]`` (inclusive), by seeking."""
+        if start < 0 or end < start:
+            raise VideoError(f"{self.path}: bad frame range [{start}, {end}]")
+        last = -1
+        for index, frame in self._iter_indexed(start):
+            if index > end:
+                break
+            last = index
+            if index >= start:
+                yield index, frame.to_ndarray(format=format, width=width, height=height)
+        if last < end:
+            raise VideoError(f"{self.path}: frame {max(last + 1, start)} is past the end of the video")
 
     def read_frames(
         self, indices: Sequence[int], width: int | None = None, height: int | None = None
     ) -> list[np.ndarray]:
-        """The frames at ``indices`` (any order, repeats allowed), RGB ``uint8``."""
+        """The frames at ``indices`` (any order, repeats allowed), RGB ``uint8``.
+
+        Seeks to each run of nearby indices, so the cost does not grow with the video's length.
+        """
         wanted = sorted(set(int(i) for i in indices))
         if not wanted:
             return []
         if wanted[0] < 0:
             raise VideoError(f"{self.path}: negative frame index {wanted[0]}")
         found: dict[int, np.ndarray] = {}
-        last = wanted[-1]
-        want = set(wanted)
-        for index, frame in enumerate(self._decode()):
-            if index in want:
-                found[index] = frame.to_ndarray(format="rgb24", width=width, height=height)
-            if index >= last:
-                break
-        missing = [i for i in wanted if i not in found]
-        if missing:
-            raise VideoError(f"{self.path}: frame {missing[0]} is past the end of the video")
+        # Runs of indices close enough to decode through rather than seek between.
+        runs: list[list[int]] = [[wanted[0]]]
+        for i in wanted[1:]:
+            if i - runs[-1][-1] <= _SEEK_GAP_FRAMES:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            want = set(run)
+            last_seen = -1
+            for index, frame in self._iter_indexed(run[0]):
+                last_seen = index
+                if index in want:
+                    found[index] = frame.to_ndarray(format="rgb24", width=width, height=height)
+                if index >= run[-1]:
+                    break
+            missing = [i for i in run if i not in found]
+            if missing:
+                raise VideoError(
+                    f"{self.path}: frame {missing[0]} is past the end of the video "
+                    f"(last decodable frame {last_seen})"
+                )
         return [found[int(i)] for i in indices]
 
 
