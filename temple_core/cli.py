@@ -1,0 +1,128 @@
+"""The ``temple`` command line.
+
+    temple plugins list [--kind KIND] [--json]
+    temple validate RECIPE [--run-dir DIR]
+    temple run RECIPE [--stages select,generate,train] [--run-dir DIR] [--no-progress]
+    temple report RUN_DIR
+
+Errors a user can cause print one line and exit non-zero (2 for a bad recipe or plugin);
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from temple_core.errors import TempleError
+from temple_core.hookspecs import KINDS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="temple", description="TEMPLE: temporal preference learning for Video LLMs")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    plugins = commands.add_parser("plugins", help="list installed plugins")
+    plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True, metavar="SUBCOMMAND")
+    listing = plugin_commands.add_parser("list", help="every component of every kind, and plugins that failed to load")
+    listing.add_argument("--kind", choices=KINDS, help="only this kind")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    validate = commands.add_parser("validate", help="check a recipe without running it")
+    validate.add_argument("recipe")
+    validate.add_argument("--run-dir", help="override the recipe's run_dir")
+
+    run = commands.add_parser("run", help="run a recipe's stages in order, skipping finished ones")
+    run.add_argument("recipe")
+    run.add_argument("--stages", help="comma-separated subset of: select,generate,train")
+    run.add_argument("--run-dir", help="override the recipe's run_dir")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html")
+    report.add_argument("run_dir")
+    return parser
+
+
+def _plugins_list(args) -> int:
+    from temple_core.plugins import get_plugin_manager
+
+    rows = get_plugin_manager().listing(args.kind)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no plugins loaded")
+        return 0
+    width = {key: max(len(key), *(len(r[key]) for r in rows)) for key in ("kind", "name", "source")}
+    for row in rows:
+        status = "" if row["status"] == "ok" else f"  [{row['status']}]"
+        print(
+            f"{row['kind']:<{width['kind']}}  {row['name']:<{width['name']}}  "
+            f"{row['source']:<{width['source']}}  {row['summary']}{status}"
+        )
+    return 0
+
+
+def _validate(args) -> int:
+    from temple_core.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, run_dir=args.run_dir)
+    print(f"{args.recipe}: ok (stages: {', '.join(recipe.sections())}; run_dir: {recipe.run_dir})")
+    return 0
+
+
+def _run(args) -> int:
+    from temple_core.errors import RecipeError
+    from temple_core.plugins import get_plugin_manager
+    from temple_core.recipe import STAGES, load_recipe
+    from temple_core.stages import run_stages
+    from temple_core.summary import print_summary
+
+    stages = None
+    if args.stages:
+        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+        for stage in stages:
+            if stage not in STAGES:
+                raise RecipeError("--stages", f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    plugins = get_plugin_manager()
+    recipe = load_recipe(args.recipe, plugins=plugins, run_dir=args.run_dir)
+    if stages:
+        missing = [s for s in stages if s not in recipe.sections()]
+        if missing:
+            raise RecipeError(missing[0], f"--stages asks for {missing[0]!r} but the recipe has no such section")
+    started = time.time()
+    results = run_stages(recipe, plugins, stages=stages, progress=not args.no_progress)
+    print_summary(recipe, results, time.time() - started)
+    return 0
+
+
+def _report(args) -> int:
+    from temple_core.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"report written: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    debug = args.debug or os.environ.get("TEMPLE_DEBUG") == "1"
+    handlers = {"plugins": _plugins_list, "validate": _validate, "run": _run, "report": _report}
+    try:
+        return handlers[args.command](args)
+    except TempleError as exc:
+        if debug:
+            raise
+        print(f"temple: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("temple: interrupted; finished items are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

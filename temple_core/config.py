@@ -1,0 +1,293 @@
+"""Turning plain YAML data into validated attrs objects, with errors that name the recipe path.
+
+The recipe and every component's options are attrs classes. :func:`structure` walks the data
+against a class, field by field, so that an error says exactly where it is
+(``generate.perturbations[1].name: unknown perturbation 'shufle' (did you mean 'shuffle'?)``).
+
+Field types understood: ``int``, ``float``, ``bool``, ``str``, ``X | None``, ``list[X]``,
+``dict[str, X]``, ``typing.Any``, ``typing.Literal[...]``, nested attrs classes, and
+components (:func:`component_field`), which are looked up in the plugin manager and whose
+options are validated against the component's own ``Options`` class.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from temple_core.errors import PluginError, RecipeError
+
+_COMPONENT_KIND = "temple_component_kind"
+_MUST_EXIST = "temple_must_exist"
+
+
+@attrs.define(frozen=True)
+class ComponentSpec:
+    """A component selected by a recipe: its kind, name and validated options."""
+
+    kind: str
+    name: str
+    options: Any = None
+    path: str = ""  # where in the recipe, for late errors
+
+    def build(self, plugins):
+        """Instantiate the component through the plugin manager."""
+        return plugins.build(self.kind, self.name, self.options)
+
+    def to_data(self) -> dict[str, Any]:
+        data = {"name": self.name}
+        if self.options is not None:
+            data.update(unstructure(self.options))
+        return data
+
+
+def component_field(kind: str, default=attrs.NOTHING, **kwargs):
+    """An attrs field holding a component of ``kind``: in YAML ``{name: x, **options}``.
+
+    ``default`` is what the recipe means when it leaves the key out: a component name, a
+    list of names (for a ``list[ComponentSpec]`` field), or ``None``.
+    """
+    metadata = {_COMPONENT_KIND: kind}
+    if isinstance(default, list):
+        names = list(default)
+        return attrs.field(factory=lambda: [{"name": n} for n in names], metadata=metadata, **kwargs)
+    if isinstance(default, str):
+        return attrs.field(default={"name": default}, metadata=metadata, **kwargs)
+    return attrs.field(default=default, metadata=metadata, **kwargs)
+
+
+def path_field(default=None, *, kind: str = "file", **kwargs):
+    """An attrs field holding a path that must exist (``kind`` is ``file``, ``dir`` or ``any``)."""
+    return attrs.field(default=default, metadata={_MUST_EXIST: kind}, **kwargs)
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _type_name(tp) -> str:
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+class Structurer:
+    """Validates data against attrs classes; ``plugins`` resolves component fields."""
+
+    def __init__(self, plugins=None, check_files: bool = True):
+        self.plugins = plugins
+        self.check_files = check_files
+
+    # -- classes -------------------------------------------------------------------------
+    def structure(self, cls, data, path: str = ""):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise RecipeError(path, f"expected a mapping of options, got {_describe(data)}")
+        fields = {f.name: f for f in attrs.fields(cls)}
+        types_ = attrs.resolve_types(cls)
+        type_of = {f.name: f.type for f in attrs.fields(types_)}
+        for key in data:
+            if key not in fields:
+                raise RecipeError(
+                    _join(path, key),
+                    f"unknown key{_suggest(key, fields)}; known keys: {', '.join(sorted(fields))}",
+                )
+        values = {}
+        for name, field in fields.items():
+            field_path = _join(path, name)
+            if name not in data:
+                if field.default is attrs.NOTHING:
+                    raise RecipeError(field_path, "required key is missing")
+                # Component defaults are names, resolved like recipe values so that they
+                # carry validated options; other defaults are the class's own.
+                if _COMPONENT_KIND in field.metadata:
+                    default = field.default
+                    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                        default = default.factory()
+                    if default is not None:
+                        values[name] = self.value(type_of[name], default, field_path, field)
+                continue
+            value = self.value(type_of[name], data[name], field_path, field)
+            if field.validator is not None:
+                try:
+                    field.validator(None, field, value)
+                except (ValueError, TypeError) as exc:
+                    raise RecipeError(field_path, _validator_message(exc, value)) from None
+            values[name] = value
+        try:
+            return cls(**values)
+        except (ValueError, TypeError) as exc:  # cross-field checks in __attrs_post_init__
+            raise RecipeError(path, str(exc)) from None
+
+    # -- values --------------------------------------------------------------------------
+    def value(self, tp, data, path: str, field=None):
+        if field is not None and _COMPONENT_KIND in field.metadata:
+            kind = field.metadata[_COMPONENT_KIND]
+            if data is None:
+                if type(None) in typing.get_args(tp):
+                    return None
+                raise RecipeError(path, f"expected a {kind} component, got nothing (null)")
+            if typing.get_origin(tp) is list:
+                if not isinstance(data, list):
+                    raise RecipeError(path, f"expected a list of {kind} components, got {_describe(data)}")
+                return [self.component(kind, item, _join(path, i)) for i, item in enumerate(data)]
+            return self.component(kind, data, path)
+        value = self._typed(tp, data, path)
+        if field is not None and _MUST_EXIST in field.metadata and value is not None and self.check_files:
+            _check_exists(value, field.metadata[_MUST_EXIST], path)
+        return value
+
+    def _typed(self, tp, data, path: str):
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if tp is Any or tp is object:
+            return data
+        if origin in (typing.Union, types.UnionType):
+            if data is None and type(None) in args:
+                return None
+            errors = []
+            for option in args:
+                if option is type(None):
+                    continue
+                try:
+                    return self._typed(option, data, path)
+                except RecipeError as exc:
+                    errors.append(exc)
+            if len(errors) == 1:
+                raise errors[0]
+            raise RecipeError(path, f"expected {' or '.join(_type_name(a) for a in args)}, got {_describe(data)}")
+        if origin is typing.Literal:
+            if data not in args:
+                raise RecipeError(path, f"must be one of {', '.join(map(repr, args))}, got {data!r}{_suggest(data, args)}")
+            return data
+        if origin is list or tp is list:
+            if not isinstance(data, list):
+                raise RecipeError(path, f"expected a list, got {_describe(data)}")
+            item_type = args[0] if args else Any
+            return [self._typed(item_type, item, _join(path, i)) for i, item in enumerate(data)]
+        if origin is dict or tp is dict:
+            if not isinstance(data, dict):
+                raise RecipeError(path, f"expected a mapping, got {_describe(data)}")
+            value_type = args[1] if len(args) == 2 else Any
+            out = {}
+            for key, item in data.items():
+                if not isinstance(key, str):
+                    raise RecipeError(path, f"keys must be strings, got {key!r}")
+                out[key] = self._typed(value_type, item, _join(path, key))
+            return out
+        if attrs.has(tp):
+            return self.structure(tp, data, path)
+        if tp is bool:
+            if not isinstance(data, bool):
+                raise RecipeError(path, f"expected true or false, got {_describe(data)}")
+            return data
+        if tp is int:
+            if isinstance(data, bool) or not isinstance(data, int):
+                raise RecipeError(path, f"expected an integer, got {_describe(data)}")
+            return data
+        if tp is float:
+            if isinstance(data, bool) or not isinstance(data, (int, float)):
+                # YAML reads 5e-6 (no dot) as a string: accept numeric strings for floats.
+                if isinstance(data, str):
+                    try:
+                        return float(data)
+                    except ValueError:
+                        pass
+                raise RecipeError(path, f"expected a number, got {_describe(data)}")
+            return float(data)
+        if tp is str:
+            if not isinstance(data, str):
+                raise RecipeError(path, f"expected a string, got {_describe(data)}")
+            return data
+        raise RecipeError(path, f"unsupported option type {tp!r} (a plugin bug)")
+
+    # -- components ----------------------------------------------------------------------
+    def component(self, kind: str, data, path: str) -> ComponentSpec:
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict):
+            raise RecipeError(path, f"expected {{name: ..., options...}} for a {kind} component, got {_describe(data)}")
+        if "name" not in data:
+            raise RecipeError(_join(path, "name"), f"required key is missing (which of the {kind} to use)")
+        name = data["name"]
+        if not isinstance(name, str):
+            raise RecipeError(_join(path, "name"), f"expected a string, got {_describe(name)}")
+        options_data = {k: v for k, v in data.items() if k != "name"}
+        if self.plugins is None:
+            return ComponentSpec(kind, name, options_data or None, path)
+        try:
+            component = self.plugins.get(kind, name)
+        except PluginError as exc:
+            raise RecipeError(_join(path, "name"), str(exc)) from None
+        if component.options is None:
+            if options_data:
+                key = next(iter(options_data))
+                raise RecipeError(_join(path, key), f"{kind} '{name}' takes no options")
+            return ComponentSpec(kind, name, None, path)
+        options = self.structure(component.options, options_data, path)
+        return ComponentSpec(kind, name, options, path)
+
+
+def _validator_message(exc: Exception, value) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    # attrs messages start with the field name in quotes; the recipe path already says it.
+    if text.startswith("'") and "' must" in text:
+        text = text.split("' ", 1)[1]
+    if text.startswith("must") and str(value) not in text:
+        text = f"{text} (got {value!r})"
+    return text
+
+
+def _describe(data) -> str:
+    if data is None:
+        return "nothing (null)"
+    if isinstance(data, bool):
+        return f"a boolean ({data})"
+    if isinstance(data, dict):
+        return "a mapping"
+    if isinstance(data, list):
+        return "a list"
+    return f"{type(data).__name__} {data!r}"
+
+
+def _check_exists(value, kind: str, path: str) -> None:
+    target = Path(str(value)).expanduser()
+    if kind == "dir" and not target.is_dir():
+        raise RecipeError(path, f"no such directory: {value}")
+    if kind == "file" and not target.is_file():
+        raise RecipeError(path, f"no such file: {value}")
+    if kind == "any" and not target.exists():
+        raise RecipeError(path, f"no such file or directory: {value}")
+
+
+def structure(cls, data, path: str = "", plugins=None, check_files: bool = True):
+    """Validate ``data`` against attrs class ``cls``; raises :class:`RecipeError`."""
+    return Structurer(plugins, check_files).structure(cls, data, path)
+
+
+def unstructure(obj) -> Any:
+    """The plain-data form of a validated object (for ``recipe.yaml`` as run)."""
+    if hasattr(obj, "to_data"):  # ComponentSpec, train stages: their recipe form
+        return obj.to_data()
+    if attrs.has(type(obj)):
+        return {f.name: unstructure(getattr(obj, f.name)) for f in attrs.fields(type(obj))}
+    if isinstance(obj, (list, tuple)):
+        return [unstructure(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: unstructure(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,173 @@
+"""Recipes: YAML files (read with ``yaml.safe_load``) validated into attrs objects.
+
+The top level names the run directory, the seed, the input videos, and one section per
+stage (``select``, ``generate``, ``train``); each stage module of ``temple_core.stages``
+defines its section's schema as its ``Config`` class. A section left out means the stage is
+not run. Every error names the recipe path at fault (see :mod:`temple_core.config`).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from temple_core.config import Structurer, unstructure
+from temple_core.errors import RecipeError
+
+#: The stages, in the order they run. Each is a module ``temple_core.stages.<name>``.
+STAGES = ("select", "generate", "train")
+
+VIDEO_EXTENSIONS = [".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg"]
+
+
+@attrs.define(kw_only=True)
+class VideosConfig:
+    """Where the input videos are."""
+
+    #: Files, folders (searched recursively for ``extensions``) and glob patterns.
+    paths: list[str] = attrs.Factory(list)
+    #: Built-in sample videos written into ``<run_dir>/videos/`` on first use (see docs).
+    samples: list[str] = attrs.Factory(list)
+    #: File name endings that count as videos when a folder is given.
+    extensions: list[str] = attrs.Factory(lambda: list(VIDEO_EXTENSIONS))
+
+
+@attrs.define(kw_only=True)
+class Recipe:
+    run_dir: str
+    seed: int = 0
+    videos: VideosConfig = attrs.Factory(VideosConfig)
+    select: Any = None
+    generate: Any = None
+    train: Any = None
+    #: Where the recipe was read from (not a recipe key).
+    source: str | None = attrs.field(default=None, eq=False)
+
+    def sections(self) -> list[str]:
+        """The stages this recipe runs, in order."""
+        return [name for name in STAGES if getattr(self, name) is not None]
+
+    def to_data(self) -> dict[str, Any]:
+        data = {
+            "run_dir": self.run_dir,
+            "seed": self.seed,
+            "videos": unstructure(self.videos),
+        }
+        for name in self.sections():
+            data[name] = unstructure(getattr(self, name))
+        return data
+
+    def fingerprint(self, section: str) -> str:
+        """A hash of one section as resolved (and of the seed), to tell if a stage's work is stale."""
+        payload = yaml.safe_dump({"seed": self.seed, section: unstructure(getattr(self, section))}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def stage_module(name: str):
+    return importlib.import_module(f"temple_core.stages.{name}")
+
+
+def parse_yaml(text: str, source: str = "<recipe>") -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise RecipeError("", f"{source}: not valid YAML at {where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError("", f"{source}: not valid YAML: {exc}") from None
+
+
+def load_recipe(path: str | Path, plugins=None, run_dir: str | None = None, check_files: bool = True) -> Recipe:
+    """Read and validate a recipe file (``run_dir`` overrides the recipe's)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("", f"recipe file not found: {path}")
+    data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    return recipe_from_data(data, plugins=plugins, run_dir=run_dir, source=str(path), check_files=check_files)
+
+
+def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files: bool = True) -> Recipe:
+    if plugins is None:
+        from temple_core.plugins import get_plugin_manager
+
+        plugins = get_plugin_manager()
+    if not isinstance(data, dict):
+        raise RecipeError("", f"{source or 'recipe'}: the recipe must be a mapping of sections, got {type(data).__name__}")
+    data = dict(data)
+    if run_dir is not None:
+        data["run_dir"] = run_dir
+    structurer = Structurer(plugins, check_files=check_files)
+    sections = {name: data.pop(name) for name in STAGES if name in data}
+    recipe = structurer.structure(Recipe, data)
+    for name, section in sections.items():
+        if section is None:
+            raise RecipeError(name, "empty section; remove it to skip this stage")
+        config_cls = stage_module(name).Config
+        setattr(recipe, name, structurer.structure(config_cls, section, name))
+        check = getattr(stage_module(name), "check_recipe", None)
+        if check is not None:
+            check(recipe, plugins)
+    if not recipe.sections():
+        raise RecipeError("", "the recipe has no stage section (select, generate or train)")
+    recipe.source = source
+    if check_files and (recipe.videos.paths or recipe.videos.samples):
+        resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
+    return recipe
+
+
+def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool = True) -> list[Path]:
+    """Every input video of the recipe, sorted and without repeats.
+
+    ``materialize`` writes the built-in samples first; without it they are only named.
+    """
+    found: list[Path] = []
+    extensions = {e.lower() for e in videos.extensions}
+    for i, entry in enumerate(videos.paths):
+        path = Path(entry).expanduser()
+        if any(ch in entry for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True)) if Path(m).is_file()]
+            if not matches:
+                raise RecipeError(f"videos.paths[{i}]", f"no file matches {entry!r}")
+            found.extend(matches)
+        elif path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            if not matches:
+                raise RecipeError(f"videos.paths[{i}]", f"no video ({', '.join(sorted(extensions))}) in folder {entry}")
+            found.extend(matches)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise RecipeError(f"videos.paths[{i}]", f"no such file or folder: {entry}")
+    if videos.samples:
+        from temple_core import samples
+
+        for i, name in enumerate(videos.samples):
+            if name not in samples.SAMPLES:
+                raise RecipeError(f"videos.samples[{i}]", f"unknown sample set {name!r}; available: {', '.join(samples.SAMPLES)}")
+            if materialize:
+                found.extend(samples.materialize(name, Path(run_dir) / "videos"))
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(str(path.resolve()), path)
+    return list(unique.values())
+
+
+def video_ids(paths: list[Path]) -> list[str]:
+    """A readable, stable id per video: the file stem, plus a short hash of the path when stems clash."""
+    counts = Counter(p.stem for p in paths)
+    ids = []
+    for path in paths:
+        if counts[path.stem] == 1:
+            ids.append(path.stem)
+        else:
+            ids.append(f"{path.stem}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}")
+    return ids

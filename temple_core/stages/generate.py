@@ -1,0 +1,83 @@
+"""The ``generate`` stage: selected videos -> clip captions, chosen/rejected responses, pairs.
+
+Reads ``select/videos.jsonl``; writes ``generate/captions.jsonl`` (one line per video) and
+``generate/pairs.jsonl`` (one line per kept pair). SPEC §2-4.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from temple_core.config import ComponentSpec, component_field
+
+#: Pair filters of SPEC §4, each a recipe option.
+
+
+@attrs.define(kw_only=True)
+class PairFilters:
+    #: Drop a pair whose chosen text is contained in its rejected text.
+    drop_contained: bool = True
+    #: Perturbations whose pairs need the chosen text strictly longer than the rejected.
+    longer_chosen: list[str] = attrs.Factory(lambda: ["drop"])
+    #: Perturbations whose pairs need neither text longer than ``max_length_ratio`` x the other.
+    length_ratio: list[str] = attrs.Factory(lambda: ["shuffle", "reverse"])
+    max_length_ratio: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
+
+
+@attrs.define(kw_only=True)
+class Sampling:
+    """Generation settings for the summaries (SPEC §2.4)."""
+
+    do_sample: bool = True
+    temperature: float = attrs.field(default=0.7, validator=attrs.validators.gt(0.0))
+    top_p: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
+    repetition_penalty: float = attrs.field(default=1.05, validator=attrs.validators.gt(0.0))
+    max_new_tokens: int = attrs.field(default=8192, validator=attrs.validators.ge(1))
+
+
+def _difficulties(instance, attribute, value):
+    if not value:
+        raise ValueError("needs at least one difficulty")
+    for r in value:
+        if r < 1:
+            raise ValueError(f"every difficulty must be >= 1, got {r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"difficulties repeat: {value}")
+
+
+@attrs.define(kw_only=True)
+class Config:
+    """The recipe's ``generate:`` section."""
+
+    #: The Video LLM that writes the captions (not needed by the ``heuristic`` captioner).
+    backend: ComponentSpec | None = component_field("backends", None)
+    captioner: ComponentSpec = component_field("caption_generators", "contextual")
+    perturbations: list[ComponentSpec] = component_field("perturbations", ["drop", "shuffle", "reverse"])
+    #: The difficulty factors r (SPEC §3); each yields its own split of pairs.
+    difficulties: list[int] = attrs.field(factory=lambda: [16, 8, 4, 2], validator=_difficulties)
+    filters: PairFilters = attrs.Factory(PairFilters)
+    sampling: Sampling = attrs.Factory(Sampling)
+    #: Pair prompts ("describe the video in detail..."); null: the project's built-in list.
+    prompts: list[str] | None = None
+    #: Videos whose caption steps go to the backend together.
+    videos_per_batch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    #: Also write the pairs in other tools' formats (``generate/export/<name>.jsonl``).
+    exporters: list[ComponentSpec] = component_field("exporters", [])
+
+
+def check_recipe(recipe, plugins) -> None:
+    from temple_core.errors import RecipeError
+
+    config = recipe.generate
+    names = [p.name for p in config.perturbations]
+    if len(set(names)) != len(names):
+        raise RecipeError("generate.perturbations", f"a perturbation is listed twice: {names}")
+    captioner = plugins.get("caption_generators", config.captioner.name)
+    if getattr(captioner.factory, "needs_backend", False) and config.backend is None:
+        raise RecipeError("generate.backend", f"captioner '{config.captioner.name}' needs a backend; add generate.backend")
+
+
+def run(ctx) -> dict:
+    from temple_core.errors import TempleError
+
+    raise TempleError("the generate stage is not implemented in this build yet")
