@@ -117,6 +117,12 @@ class VideoSource:
             count += 1
         if count == 0:
             raise VideoError(f"{self.path}: no frame decodes")
+        # A file cut short but with its index intact (``faststart`` MP4) decodes without an
+        # error, just fewer frames than its header lists: that is a truncated file.
+        if self._stream_frames > 0 and count < self._stream_frames - max(2, self._stream_frames // 100):
+            raise VideoError(
+                f"{self.path}: truncated: the header lists {self._stream_frames} frames, only {count} decode"
+            )
         self._num_frames = count
         if ranges is not None:
             self.gray_range = np.asarray(ranges, dtype=np.uint8).reshape(-1, 2)

@@ -104,12 +104,14 @@ def shot_ranges(shots: list[Shot]) -> list[list[int]]:
 
 
 def write_video(
-    path: Path, shots: list[Shot], fps: int = 25, width: int = W, height: int = H, gop: int = 25
+    path: Path, shots: list[Shot], fps: int = 25, width: int = W, height: int = H, gop: int = 25,
+    faststart: bool = False,
 ) -> Path:
     """Encode ``shots`` as H.264 (yuv420p, keyframe every ``gop`` frames, no B-frames)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         # Near-lossless, so that detectors see what we drew; fixed GOP so seeking is exercised.

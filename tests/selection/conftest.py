@@ -52,7 +52,14 @@ def bad_files(tmp_path_factory, videos_dir) -> dict[str, Path]:
     truncated = root / "truncated.mp4"
     data = (videos_dir / "cuts.mp4").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: cut off
-    return {"empty": empty, "notes": text, "audio": audio, "truncated": truncated}
+    # Index at the start (faststart) but the data cut short: opens, then decodes too few frames.
+    faststart = root / "faststart.mp4"
+    write_video(faststart, VIDEOS["cuts"], fps=FPS, faststart=True)
+    cut = root / "cut_short.mp4"
+    data = faststart.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    faststart.unlink()
+    return {"empty": empty, "notes": text, "audio": audio, "truncated": truncated, "cut_short": cut}
 
 
 @pytest.fixture(scope="session")

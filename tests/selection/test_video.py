@@ -51,7 +51,7 @@ def test_past_the_end_is_an_error(videos_dir):
         video.read_frames([video.num_frames + 5])
 
 
-@pytest.mark.parametrize("name,words", [("empty", "0 bytes"), ("notes", "cannot open"), ("audio", "no video stream"), ("truncated", "truncated.mp4")])
+@pytest.mark.parametrize("name,words", [("empty", "0 bytes"), ("notes", "cannot open"), ("audio", "no video stream"), ("truncated", "cannot open"), ("cut_short", "truncated")])
 def test_bad_files(bad_files, name, words):
     with pytest.raises(VideoError) as info:
         video = VideoSource(bad_files[name])
