@@ -8,9 +8,10 @@ candidate merges are broken deterministically (by index), which can give a diffe
 partition from scipy's only when two candidate merges above the threshold have exactly
 equal similarity; a similarity exactly *at* the threshold never merges, as in scipy.
 
-Cost: each merge updates two rows in O(n) with numpy and keeps a cached maximum per row, so
-a whole clustering is O(n^2) work in vectorised steps (rows whose cached maximum pointed
-at a merged cluster are rescanned).
+Cost: items without any partner above the threshold are set aside first; then each round
+merges *every* pair of reciprocal nearest neighbours above the threshold at once, in a few
+vectorised O(n^2) numpy operations. Clustered data needs few rounds (each about halves the
+clusters); the worst case (a chain) needs up to n rounds.
 """
 
 from __future__ import annotations
@@ -21,52 +22,55 @@ import numpy as np
 def group_wpgma(similarity: np.ndarray, threshold: float = 0.8) -> list[int]:
     """Cluster labels (``0..k-1``, numbered by first appearance) for a symmetric
     similarity matrix."""
-    s = np.array(similarity, dtype=np.float64, copy=True)
-    n = s.shape[0]
-    if s.shape != (n, n):
-        raise ValueError(f"similarity must be square, got shape {s.shape}")
+    full = np.asarray(similarity, dtype=np.float64)
+    n = full.shape[0]
+    if full.shape != (n, n):
+        raise ValueError(f"similarity must be square, got shape {full.shape}")
     if n == 0:
         return []
-    parent = np.arange(n)  # union-find over original items; root = surviving row
+    labels = np.arange(n)  # each item's cluster, named by its surviving row
+    # Items with no partner strictly above the threshold can never merge (a WPGMA similarity
+    # is a mean of item similarities): leave them out of the loop entirely.
+    partner = full > threshold
+    np.fill_diagonal(partner, False)
+    alive = np.flatnonzero(partner.any(axis=1))
+    s = full[np.ix_(alive, alive)]  # a copy: the caller's matrix is never modified
     np.fill_diagonal(s, -np.inf)
-    row_best = s.argmax(axis=1)
-    row_max = s[np.arange(n), row_best]
-    active = np.ones(n, dtype=bool)
-    for _ in range(n - 1):
-        i = int(np.argmax(row_max))
-        best = row_max[i]
-        if not best > threshold:  # strictly above; NaN never merges
+    rows = alive  # rows[k] = the item naming cluster k
+    while len(rows) > 1:
+        m = len(rows)
+        best = s.argmax(axis=1)
+        value = s[np.arange(m), best]
+        # Reciprocal nearest neighbours above the threshold. WPGMA is reducible, so such a
+        # pair is merged with each other in the greedy order too, and merging all of them in
+        # one round gives the same tree (the idea behind the NN-chain algorithm).
+        mutual = (best[best] == np.arange(m)) & (np.arange(m) < best) & (value > threshold)
+        if not mutual.any():
             break
-        j = int(row_best[i])
-        a, b = min(i, j), max(i, j)
-        merged = 0.5 * (s[a] + s[b])
-        # Row a becomes the merged cluster; row b disappears.
-        s[a] = merged
-        s[:, a] = merged
+        a = np.flatnonzero(mutual)
+        b = best[a]
+        # Plain means, rows then columns: for two merged pairs this gives the mean of the four
+        # cross similarities, as merging them one after the other would.
+        s[a] = 0.5 * (s[a] + s[b])
+        s[:, a] = 0.5 * (s[:, a] + s[:, b])
         s[a, a] = -np.inf
-        s[b] = -np.inf
-        s[:, b] = -np.inf
-        active[b] = False
-        parent[parent == b] = a
-        row_max[b] = -np.inf
-        # Rows whose best partner was a or b must be rescanned; others only compare with
-        # their new value in column a.
-        stale = active & ((row_best == a) | (row_best == b))
-        stale[a] = True
-        if stale.any():
-            rows = np.flatnonzero(stale)
-            row_best[rows] = s[rows].argmax(axis=1)
-            row_max[rows] = s[rows, row_best[rows]]
-        others = active & ~stale
-        better = others & (s[:, a] > row_max)
-        row_best[better] = a
-        row_max[better] = s[better, a]
-    return _relabel(parent)
+        rename = np.arange(n)
+        rename[rows[b]] = rows[a]
+        labels = rename[labels]
+        keep = np.ones(m, dtype=bool)
+        keep[b] = False
+        s = s[np.ix_(keep, keep)]
+        rows = rows[keep]
+    return _relabel(labels)
 
 
 def _relabel(roots: np.ndarray) -> list[int]:
-    mapping: dict[int, int] = {}
-    return [mapping.setdefault(int(r), len(mapping)) for r in roots]
+    """Rename cluster ids to 0, 1, ... in order of first appearance."""
+    roots = np.asarray(roots)
+    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse].tolist()
 
 
 def groups_of(labels: list[int]) -> list[list[int]]:
