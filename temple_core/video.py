@@ -47,6 +47,30 @@ class _Converter:
         return out.to_ndarray(format=self.format)
 
 
+# 8-bit planar/semi-planar YUV layouts whose first plane is the luma (Y) plane.
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "yuv411p", "yuv440p"}
+
+
+def gray_range_of(frame: av.VideoFrame, to_gray: _Converter) -> tuple[int, int]:
+    """(min, max) grayscale level of a frame, full range (0-255), over all its pixels.
+
+    For YUV frames the luma plane *is* the grayscale image (up to the video range): its
+    min and max are read in place and mapped to full range (``(y - 16) * 255 / 219`` for
+    limited-range video), which is monotonic, so it maps min to min and max to max. This
+    avoids a full-resolution conversion per frame. Other pixel formats are converted.
+    """
+    if frame.format.name in _LUMA_FIRST:
+        plane = frame.planes[0]
+        luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+        low, high = int(luma.min()), int(luma.max())
+        full = frame.format.name.startswith("yuvj") or frame.color_range == 2  # AVCOL_RANGE_JPEG
+        if not full:
+            low, high = (min(255, max(0, round((v - 16) * 255 / 219))) for v in (low, high))
+        return low, high
+    gray = to_gray(frame)
+    return int(gray.min()), int(gray.max())
+
+
 class VideoSource:
     """An opened video file: ``fps``, ``num_frames``, ``duration``, ``width``, ``height``.
 
@@ -122,20 +146,22 @@ class VideoSource:
         except av.error.FFmpegError as exc:
             raise VideoError(f"{self.path}: decoding failed ({exc})") from exc
 
-    def iter_frames(self, width: int | None = None, height: int | None = None) -> Iterator[np.ndarray]:
-        """Every frame in order, as RGB ``uint8`` ``(H, W, 3)``, resized when asked.
+    def iter_frames(
+        self, width: int | None = None, height: int | None = None, format: str = "rgb24"
+    ) -> Iterator[np.ndarray]:
+        """Every frame in order, as RGB ``uint8`` ``(H, W, 3)`` (or another PyAV ``format``,
+        e.g. ``bgr24``), resized when asked.
 
         A pass that runs to the end fixes ``num_frames`` to the frames that decoded (and
         ``gray_range`` when ``record_gray_range`` is set).
         """
         ranges: list[tuple[int, int]] | None = [] if self.record_gray_range else None
         to_gray = _Converter(None, None, "gray")
-        convert = _Converter(width, height, "rgb24")
+        convert = _Converter(width, height, format)
         count = 0
         for frame in self._decode():
             if ranges is not None:
-                gray = to_gray(frame)
-                ranges.append((int(gray.min()), int(gray.max())))
+                ranges.append(gray_range_of(frame, to_gray))
             yield convert(frame)
             count += 1
         if count == 0:

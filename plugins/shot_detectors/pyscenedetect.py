@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Literal
 
 import attrs
-import numpy as np
-
 from temple_core.errors import VideoError
 from temple_core.hookspecs import hookimpl
 from temple_core.records import ShotDetection
@@ -75,10 +73,10 @@ class PySceneDetectDetector:
         cuts: list[int] = []
         count = 0
         timecode = None
-        for frame in video.iter_frames(width, height):
+        # PySceneDetect works on BGR (OpenCV's order): ask the decoder for it directly.
+        for frame in video.iter_frames(width, height, format="bgr24"):
             timecode = FrameTimecode(count, video.fps)
-            bgr = np.ascontiguousarray(frame[:, :, ::-1])
-            cuts.extend(_frame_num(t) for t in detector.process_frame(timecode, bgr))
+            cuts.extend(_frame_num(t) for t in detector.process_frame(timecode, frame))
             count += 1
         if count == 0:
             raise VideoError(f"{video.path}: no frame decodes")

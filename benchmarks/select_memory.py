@@ -1,0 +1,101 @@
+"""Peak memory of the selection of one long 720p video: a 1-minute and a 10-minute synthetic
+video (1280x720, 25 fps, a new moving scene every 12 s), each selected in a fresh process;
+the ratio of the two peaks shows whether memory grows with the video's length.
+
+    python benchmarks/select_memory.py [--minutes 1 10] [--detector pyscenedetect] [--workdir /tmp/temple-mem]
+
+The stage config for this benchmark raises ``max_shots`` to 64 and ``group_threshold`` to
+0.95, so that the 10-minute video (50 shots) is kept and its keyframes are computed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "selection"))
+
+W, H, FPS, SHOT_SECONDS = 1280, 720, 25, 12
+
+
+def frames(minutes: float):
+    import numpy as np
+    from videogen import _scene_frame, _texture
+
+    shots = int(minutes * 60 / SHOT_SECONDS)
+    for scene in range(shots):
+        texture = _texture(scene, W, H)  # one texture at a time: the generator stays small
+        for t in range(SHOT_SECONDS * FPS):
+            yield np.ascontiguousarray(_scene_frame(texture, scene, t, W, H, True))
+
+
+def make(path: Path, minutes: float) -> None:
+    from videogen import write_frames
+
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.mp4")
+        write_frames(tmp, frames(minutes), FPS, W, H)
+        tmp.rename(path)
+
+
+def select_one(path: str, detector: str) -> None:
+    """Child process: select one video, print the record summary and the peak RSS."""
+    from helpers import selection_plugins
+
+    from temple_core.config import structure
+    from temple_core.stages.select import Config, Selector
+
+    plugins = selection_plugins()
+    config = structure(
+        Config,
+        {"shot_detector": {"name": detector}, "max_shots": 64, "group_threshold": 0.95},
+        "select",
+        plugins=plugins,
+    )
+    started = time.perf_counter()
+    record = Selector(config, config.shot_detector.build(plugins), config.encoder.build(plugins)).select(
+        "bench", Path(path)
+    )
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"status": record.status, "reason": record.reason, "frames": record.num_frames,
+                      "clips": len(record.clips), "segments": len(record.segments),
+                      "seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak_kib / 1024, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
+    parser.add_argument("--detector", default="pyscenedetect")
+    parser.add_argument("--workdir", default="/tmp/temple-mem")
+    parser.add_argument("--child", nargs=2, metavar=("VIDEO", "DETECTOR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        select_one(*args.child)
+        return
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    peaks = []
+    for minutes in args.minutes:
+        path = work / f"synthetic-{minutes:g}min-720p.mp4"
+        started = time.perf_counter()
+        make(path, minutes)
+        made = time.perf_counter() - started
+        out = subprocess.run([sys.executable, __file__, "--child", str(path), args.detector],
+                             capture_output=True, text=True, check=True)
+        row = {"minutes": minutes, "detector": args.detector, "generate_s": round(made, 1),
+               "size_mb": round(path.stat().st_size / 1e6, 1), **json.loads(out.stdout.strip().splitlines()[-1])}
+        peaks.append(row["peak_rss_mib"])
+        print(json.dumps(row), flush=True)
+    if len(peaks) >= 2:
+        print(json.dumps({"peak_ratio_longest_to_shortest": round(peaks[-1] / peaks[0], 3)}))
+
+
+if __name__ == "__main__":
+    main()
