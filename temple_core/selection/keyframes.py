@@ -20,7 +20,10 @@ def clarity(frame: np.ndarray) -> float:
     """Mean absolute Laplacian of a frame (RGB ``(H, W, 3)`` or grayscale ``(H, W)``)."""
     gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     blurred = cv2.GaussianBlur(gray, (3, 3), 0)
-    return float(np.abs(cv2.Laplacian(blurred, cv2.CV_64F, ksize=3)).mean())
+    # The ksize-3 Laplacian of uint8 is an integer within +-16 * 255: int16 holds it exactly,
+    # and the L1 norm sums |values| without the float64 temporaries (~3x faster at 720p).
+    laplacian = cv2.Laplacian(blurred, cv2.CV_16S, ksize=3)
+    return float(cv2.norm(laplacian, cv2.NORM_L1)) / laplacian.size
 
 
 def keyframe_windows(first: int, last: int, count: int = 2) -> list[tuple[float, float, list[int]]]:

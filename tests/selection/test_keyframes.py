@@ -69,3 +69,13 @@ def test_sharp_frames_planted_in_a_real_video_are_chosen(tmp_path, plugins):
     path = write_frames(tmp_path / "blur.mp4", iter(frames), fps=10, width=96, height=64)
     selector = Selector(Config(), detector=None, encoder=None)
     assert selector._keyframes(VideoSource(path), 0, 29) == [12, 22]
+
+
+def test_clarity_is_exactly_the_spec_formula():
+    """mean |Laplacian(ksize 3)| of the 3x3-Gaussian-blurred gray frame, computed in float64."""
+    rng = np.random.default_rng(3)
+    for shape in [(72, 128), (27, 48, 3)]:
+        frame = (rng.random(shape) * 255).astype(np.uint8)
+        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        reference = np.abs(cv2.Laplacian(cv2.GaussianBlur(gray, (3, 3), 0), cv2.CV_64F, ksize=3)).mean()
+        assert clarity(frame) == pytest.approx(reference, rel=1e-12)
