@@ -2,7 +2,8 @@
 
 The floor is one PyAV decoding pass of the whole video producing the detector's input
 (48x27 RGB for TransNetV2; full size for PySceneDetect below 256 px wide) -- what any
-detector must at least do. "stage" is the whole per-video selection (detection + grayscale
+detector must at least do. "detect pass" is the detector's pass with the gray ranges
+recorded (what the stage's first pass does); "stage" is the whole per-video selection (detection + grayscale
 ranges in the same pass, filters, encoder, grouping, keyframes) as the select stage runs it.
 
     python benchmarks/select_throughput.py [VIDEO] [--detectors pyscenedetect transnetv2]
@@ -69,8 +70,15 @@ def main() -> None:
         if name == "transnetv2":
             detector.model  # load outside the timing (once per process in the stage)
         floor = t_48 if name == "transnetv2" else (t_full if video.width < 256 else t_48)
+        def detect_only():
+            v = VideoSource(args.video)
+            v.record_gray_range = True  # as in the stage: the pass also records gray ranges
+            return detector.detect(v)
+
+        t_detect, _ = timed(detect_only)
         t_stage, record = timed(lambda: Selector(config, detector, encoder).select("bench", Path(args.video)))
         print(json.dumps({"detector": spec, "stage_s": round(t_stage, 2), "floor_s": round(floor, 2),
+                          "detect_pass_s": round(t_detect, 2), "detect_ratio_to_floor": round(t_detect / floor, 2),
                           "ratio_to_floor": round(t_stage / floor, 2),
                           "video_s_per_s": round(seconds / t_stage, 1), "status": record.status,
                           "reason": record.reason, "shots": len(record.shots), "clips": len(record.clips)}), flush=True)
