@@ -50,10 +50,16 @@ def register_shot_detectors(register):
         detector.detect(video: temple_core.video.VideoSource) -> temple_core.records.ShotDetection
 
     ``VideoSource`` is an opened video (path, fps, frame count) that can stream its frames at
-    any size in one pass; a detector should take what it needs from one low-resolution pass.
+    any size in one pass; a detector should take what it needs from *one* pass of
+    ``video.iter_frames(width, height, format=...)``: the select stage sets
+    ``video.record_gray_range`` so that the same pass also records each frame's grayscale
+    range (a detector that decodes by other means costs the stage a second pass). Keep memory
+    independent of the video's length (stream; do not collect the frames).
     ``ShotDetection`` carries ``shots`` (a list of ``[start, end]`` frame ranges, inclusive,
-    in time order, covering the video), ``fps`` and ``num_frames``. A detector raises
-    :class:`temple_core.errors.VideoError` for a video it cannot read.
+    in time order; frames inside a gradual transition may lie between shots), ``fps`` and
+    ``num_frames`` (the frames that decoded), and optionally per-frame ``scores``. A detector
+    raises :class:`temple_core.errors.VideoError` for a video it cannot read (``iter_frames``
+    already raises it for undecodable and truncated files; let it propagate).
     """
 
 
@@ -65,9 +71,12 @@ def register_similarity_encoders(register):
 
         encoder.encode(frames: list[numpy.ndarray]) -> numpy.ndarray
 
-    ``frames`` are RGB ``uint8`` arrays of shape ``(H, W, 3)`` (any size). The result has
-    shape ``(len(frames), D)``, ``float32``, each row of unit L2 norm, so that the cosine
-    similarity of two frames is the dot product of their rows.
+    ``frames`` are RGB ``uint8`` arrays of shape ``(H, W, 3)`` (any size, full resolution:
+    resize inside). The result has shape ``(len(frames), D)``, ``float32``, each row of unit
+    L2 norm, so that the cosine similarity of two frames is the dot product of their rows.
+    ``encode([])`` returns shape ``(0, D)`` and loads the model: the stage calls it once
+    before any video so that a bad checkpoint fails early, with a
+    :class:`temple_core.errors.TempleError` (e.g. ``ModelError``) naming the path.
     """
 
 
