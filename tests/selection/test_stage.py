@@ -194,3 +194,12 @@ def test_accelerate_launch_two_processes(tmp_path, videos_dir, bad_files, plugin
     merged = read_jsonl(tmp_path / "two" / "select" / "videos.jsonl")
     assert merged == single
     assert json.loads((tmp_path / "two" / "select" / "_stage.json").read_text())["summary"]["videos"] == len(paths)
+
+
+def test_bad_encoder_checkpoint_stops_before_any_video(tmp_path, videos_dir, plugins):
+    from temple_core.errors import ModelError
+
+    select = {"shot_detector": {"name": "pyscenedetect"}, "encoder": {"name": "siglip", "path": str(tmp_path / "missing")}}
+    with pytest.raises(ModelError, match="missing"):
+        run_select(tmp_path / "run", [videos_dir / "cuts.mp4"], plugins, select)
+    assert not (tmp_path / "run" / "select" / "videos.rank0.jsonl").exists()
