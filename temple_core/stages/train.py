@@ -59,6 +59,9 @@ class Config:
     stages: list[Any] = attrs.field(factory=list)
     #: Keep each stage's merged weights on disk (the last stage's are always kept).
     keep_merged: bool = True
+    #: Another run directory whose SFT stage's loss and grad norm are overlaid on this run's
+    #: (``train/sft_compare.png``; the paper's Figure 4: SFT with vs without DPO first).
+    compare_with: str | None = None
 
 
 def check_recipe(recipe, plugins) -> None:
@@ -105,7 +108,221 @@ def check_recipe(recipe, plugins) -> None:
     config.stages = stages
 
 
-def run(ctx) -> dict:
-    from temple_core.errors import TempleError
+DONE = "_done.json"
+STARTED = "_started.json"
 
-    raise TempleError("the train stage is not implemented in this build yet")
+
+def _stage_fingerprint(recipe, stage: Stage, upstream: str | None) -> str:
+    import hashlib
+
+    import yaml
+
+    from temple_core.config import unstructure
+
+    payload = yaml.safe_dump(
+        {"seed": recipe.seed, "backend": unstructure(recipe.train.backend), "stage": stage.to_data(), "upstream": upstream},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _read_json(path):
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path, data) -> None:
+    import json
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _move_aside(stage_dir, log) -> None:
+    import time
+
+    aside = stage_dir.with_name(f"{stage_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    stage_dir.rename(aside)
+    log(f"[train] {stage_dir.name}: its entry or an earlier stage changed; old outputs moved to {aside.name}")
+
+
+def stage_data(ctx, stage: Stage):
+    """``(kind, items)`` for a stage: this run's pairs at its difficulty, a pairs file, or an SFT file."""
+    from pathlib import Path
+
+    from temple_core.store import read_jsonl
+    from temple_core.training import data as training_data
+
+    if stage.data is None:
+        return "pairs", training_data.load_pairs(
+            training_data.run_pairs_path(ctx.run_dir), stage.difficulty, stage.perturbations
+        )
+    path = Path(stage.data).expanduser()
+    first = next(iter(read_jsonl(path)), None)
+    if first is not None and "chosen" in first and "rejected" in first:
+        return "pairs", training_data.load_pairs(path, None, stage.perturbations)
+    if stage.perturbations is not None:
+        raise RecipeError(f"train.stages[{stage.index}].perturbations", f"{path} is an SFT file, not pairs")
+    return "sft", training_data.load_sft(path)
+
+
+def backend_from(spec: ComponentSpec, plugins, start_dir):
+    """The stage's backend: the recipe's model for the first stage, else the previous stage's
+    merged weights (the backend's ``path`` pointed at ``merged/``)."""
+    if start_dir is None:
+        return spec.build(plugins), _describe_start(spec)
+    options = attrs.evolve(spec.options, **_path_overrides(spec.options, str(start_dir)))
+    return ComponentSpec(spec.kind, spec.name, options, spec.path).build(plugins), str(start_dir)
+
+
+def _path_overrides(options, path: str) -> dict[str, Any]:
+    names = {f.name for f in attrs.fields(type(options))}
+    if "path" not in names:
+        from temple_core.errors import TempleError
+
+        raise TempleError(f"backend options {type(options).__name__} have no 'path': cannot load a merged stage")
+    overrides: dict[str, Any] = {"path": path}
+    if "preset" in names:
+        overrides["preset"] = None
+    return overrides
+
+
+def _describe_start(spec: ComponentSpec) -> str:
+    options = spec.options
+    for key in ("path", "preset"):
+        value = getattr(options, key, None)
+        if value:
+            return f"{spec.name} {key}={value}"
+    return spec.name
+
+
+def run(ctx, callbacks: list | None = None) -> dict:
+    """Run ``train.stages`` in order; a finished stage (merged weights + done marker) is kept.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects given to every stage.
+    """
+    import shutil
+    import time
+    import uuid
+
+    from temple_core.training.context import TrainStageContext
+    from temple_core.training.curves import last_stage_of, plot_comparison, plot_run, plot_stage
+    from temple_core.training.data import drop_unreadable
+    from temple_core.store import write_jsonl_atomic
+
+    log = print if ctx.is_main else (lambda *a, **k: None)
+    config = ctx.recipe.train
+    train_dir = ctx.stage_dir("train")
+    stage_dirs = [train_dir / stage.dir_name for stage in config.stages]
+
+    # Which stages are finished: a chain of done markers, each naming the one before it.
+    # Resume after the last finished stage whose merged weights are still on disk (with
+    # keep_merged: false, earlier stages' merged folders are deleted once the next is done).
+    chain: list[dict] = []
+    upstream: str | None = None
+    for stage, out_dir in zip(config.stages, stage_dirs):
+        done = _read_json(out_dir / DONE)
+        if done is None or done.get("fingerprint") != _stage_fingerprint(ctx.recipe, stage, upstream):
+            break
+        chain.append(done)
+        upstream = done["stamp"]
+    while chain and not (stage_dirs[len(chain) - 1] / "merged").is_dir():
+        chain.pop()
+    results = [{**done.get("summary", {}), "status": "up to date"} for done in chain]
+    for out_dir in stage_dirs[: len(chain)]:
+        log(f"[train] {out_dir.name}: done earlier; nothing to do")
+    start_dir = stage_dirs[len(chain) - 1] / "merged" if chain else None
+    upstream = chain[-1]["stamp"] if chain else None
+
+    for stage, out_dir in list(zip(config.stages, stage_dirs))[len(chain):]:
+        fingerprint = _stage_fingerprint(ctx.recipe, stage, upstream)
+        done = _read_json(out_dir / DONE)
+        if ctx.is_main and out_dir.exists():
+            started = _read_json(out_dir / STARTED)
+            if done is not None or (started is not None and started.get("fingerprint") != fingerprint):
+                _move_aside(out_dir, log)
+        ctx.barrier()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:
+            _write_json(out_dir / STARTED, {"fingerprint": fingerprint, "entry": stage.to_data()})
+
+        kind, items = stage_data(ctx, stage)
+        if kind == "pairs":
+            items, skipped = drop_unreadable(items, lambda p: [p.video_path], lambda p: p.pair_id)
+        else:
+            items, skipped = drop_unreadable(items, lambda s: s["videos"], lambda s: s["id"])
+        if ctx.is_main:
+            write_jsonl_atomic(out_dir / "skipped.jsonl", skipped)
+        if skipped:
+            log(f"[train] {stage.dir_name}: skipped {len(skipped)} sample(s) whose video cannot be read (see skipped.jsonl)")
+        if not items:
+            from temple_core.errors import TempleError
+
+            raise TempleError(f"train.stages[{stage.index}]: no usable samples ({len(skipped)} skipped: unreadable videos)")
+        backend, start = backend_from(config.backend, ctx.plugins, start_dir)
+        tctx = TrainStageContext(
+            index=stage.index,
+            name=stage.dir_name,
+            trainer=stage.trainer.name,
+            where=f"train.stages[{stage.index}]",
+            backend=backend,
+            start=start,
+            kind=kind,
+            data=items,
+            skipped=skipped,
+            out_dir=out_dir,
+            seed=ctx.recipe.seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            progress=ctx.progress,
+            callbacks=list(callbacks or []),
+        )
+        trainer = stage.trainer.build(ctx.plugins)
+        log(f"[train] {stage.dir_name}: {stage.trainer.name} on {len(items)} sample(s) from {start}")
+        began = time.time()
+        summary = dict(trainer.train(tctx) or {})
+        summary.update(
+            stage=stage.dir_name, trainer=stage.trainer.name, samples=len(items), skipped=len(skipped),
+            start=start, merged=str(tctx.merged_dir), seconds=round(time.time() - began, 2),
+        )
+        del backend, trainer, tctx  # free the model before the next stage loads its own
+        ctx.barrier()
+        stamp = uuid.uuid4().hex
+        if ctx.is_main:
+            if not (out_dir / "merged").is_dir():
+                from temple_core.errors import TempleError
+
+                raise TempleError(f"trainer {stage.trainer.name!r} wrote no merged model to {out_dir / 'merged'}")
+            plot_stage(out_dir, f"{stage.dir_name} ({stage.trainer.name})")
+            _write_json(out_dir / DONE, {"fingerprint": fingerprint, "stamp": stamp, "summary": summary})
+            # The previous stage's merged weights were only needed as this stage's start/reference.
+            if not config.keep_merged and start_dir is not None:
+                shutil.rmtree(start_dir, ignore_errors=True)
+        ctx.barrier()
+        results.append({**summary, "status": "ran"})
+        done = _read_json(out_dir / DONE)
+        start_dir, upstream = out_dir / "merged", (done or {}).get("stamp", stamp)
+
+    summary = {"stages": results, "final_model": str(start_dir)}
+    if ctx.is_main:
+        plot_run(train_dir, stage_dirs)
+        if config.compare_with:
+            from pathlib import Path
+
+            other = last_stage_of(Path(config.compare_with).expanduser() / "train")
+            ours = last_stage_of(train_dir)
+            if other is None or ours is None:
+                log(f"[train] compare_with: no SFT stage with metrics in {'this run' if ours is None else config.compare_with}; no comparison plot")
+            else:
+                out = plot_comparison(
+                    train_dir / "sft_compare.png",
+                    [(f"this run ({ctx.recipe.run_dir})", ours), (f"{config.compare_with}", other)],
+                )
+                summary["comparison"] = str(out)
+        _write_json(train_dir / "final.json", summary)
+    return summary

@@ -1,0 +1,89 @@
+"""``dpo``: video DPO on TRL's ``DPOTrainer`` (SPEC §5), LoRA on the language model, vision frozen.
+
+TRL's trainer does not take videos. :class:`VideoDPOTrainer` subclasses it only where video
+needs it:
+
+* the data are encoded per batch by the backend (:class:`PreferenceCollator`): videos are
+  decoded and tokenised on the fly, never pre-tokenised into an Arrow table;
+* :meth:`VideoDPOTrainer.compute_loss` turns the backend's ``chosen_*`` / ``rejected_*``
+  batch into TRL's concatenated ``[chosen; rejected]`` batch and attaches the video;
+* the vision tower is frozen and LoRA does not touch it, so its output for a video is the
+  same for the chosen and the rejected sequence and for the policy and the reference. It is
+  computed **once per pair** and handed to both forwards as precomputed encoder outputs
+  (``reuse_vision_features``), instead of four times.
+
+Everything else is TRL's: the sigmoid loss (or any ``loss_type``), the reference as the same
+model with the adapter disabled (no second copy), the reward metrics, the optimizer loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from temple_core.hookspecs import hookimpl
+from temple_core.training.options import args_validator
+
+_pos = attrs.validators.gt(0)
+_ge0 = attrs.validators.ge(0)
+
+
+class DPO:
+    """Video DPO (TRL DPOTrainer): sigmoid loss, beta 0.1, LoRA r32/a64 on the LM, vision frozen."""
+
+    @attrs.define(kw_only=True, frozen=True)
+    class Options:
+        beta: float = attrs.field(default=0.1, validator=_pos)
+        #: TRL's loss types (``sigmoid`` is the paper's); several: comma-separated.
+        loss_type: str = "sigmoid"
+        lr: float = attrs.field(default=5e-6, validator=_pos)
+        #: Global batch: per_device_batch_size x gradient accumulation x processes.
+        batch_size: int = attrs.field(default=16, validator=_pos)
+        per_device_batch_size: int = attrs.field(default=1, validator=_pos)
+        epochs: float = attrs.field(default=1.0, validator=_pos)
+        #: Stop after this many optimizer steps (-1: run the epochs).
+        max_steps: int = -1
+        #: Fraction of the steps spent warming the learning rate up.
+        warmup_ratio: float = attrs.field(default=0.05, validator=_ge0)
+        lr_scheduler: str = "cosine"
+        lora_r: int = attrs.field(default=32, validator=_pos)
+        lora_alpha: int = attrs.field(default=64, validator=_pos)
+        lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
+        #: The vision tower is not trained during DPO (SPEC §5).
+        freeze_vision: bool = True
+        #: One vision pass per pair instead of four (needs freeze_vision).
+        reuse_vision_features: bool = True
+        max_length: int = attrs.field(default=8192, validator=_pos)
+        #: Video input during training (SPEC §5): frames per second, at most this many frames,
+        #: at most this many pixels per frame.
+        fps: float = attrs.field(default=2.0, validator=_pos)
+        max_frames: int = attrs.field(default=100, validator=_pos)
+        max_pixels: int = attrs.field(default=90_000, validator=_pos)
+        #: Checkpoint every this many optimizer steps (a re-run resumes from the last one).
+        save_steps: int = attrs.field(default=50, validator=_pos)
+        save_total_limit: int = attrs.field(default=2, validator=_pos)
+        keep_checkpoints: bool = False
+        gradient_checkpointing: bool = True
+        #: ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
+        precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
+        num_workers: int = attrs.field(default=0, validator=_ge0)
+        #: Any other ``trl.DPOConfig`` option, passed through (checked against its fields).
+        args: dict[str, Any] = attrs.field(factory=dict, validator=args_validator("DPOConfig"))
+
+    def __init__(self, options: "DPO.Options"):
+        self.options = options
+
+    def train(self, tctx) -> dict[str, Any]:
+        from temple_core.errors import TempleError
+
+        if tctx.kind != "pairs":
+            raise TempleError(f"{tctx.where}: a dpo stage needs preference pairs, got an SFT file")
+        from temple_core.training.video_dpo import train_dpo  # imports TRL: only when training
+
+        return train_dpo(self.options, tctx)
+
+
+@hookimpl
+def register_trainers(register):
+    register("dpo", DPO)

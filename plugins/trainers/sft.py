@@ -1,0 +1,64 @@
+"""``sft``: video instruction tuning on TRL's ``SFTTrainer`` (SPEC §5): LoRA r32/a32, lr 1e-4,
+vision tower trainable. Data: a JSONL file of ``messages`` + ``videos`` (docs/training.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from temple_core.hookspecs import hookimpl
+from temple_core.training.options import args_validator
+
+_pos = attrs.validators.gt(0)
+_ge0 = attrs.validators.ge(0)
+
+
+class SFT:
+    """Video SFT (TRL SFTTrainer): next-token loss on the answers, LoRA r32/a32, vision trained."""
+
+    @attrs.define(kw_only=True, frozen=True)
+    class Options:
+        lr: float = attrs.field(default=1e-4, validator=_pos)
+        #: Global batch: per_device_batch_size x gradient accumulation x processes.
+        batch_size: int = attrs.field(default=16, validator=_pos)
+        per_device_batch_size: int = attrs.field(default=1, validator=_pos)
+        epochs: float = attrs.field(default=1.0, validator=_pos)
+        max_steps: int = -1
+        warmup_ratio: float = attrs.field(default=0.03, validator=_ge0)
+        lr_scheduler: str = "cosine"
+        lora_r: int = attrs.field(default=32, validator=_pos)
+        lora_alpha: int = attrs.field(default=32, validator=_pos)
+        lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
+        #: The vision tower during SFT: ``full`` (every parameter trained, SPEC §5), ``lora``
+        #: (LoRA on its linear layers) or ``frozen``.
+        vision: str = attrs.field(default="full", validator=attrs.validators.in_(("full", "lora", "frozen")))
+        max_length: int = attrs.field(default=8192, validator=_pos)
+        fps: float = attrs.field(default=2.0, validator=_pos)
+        max_frames: int = attrs.field(default=100, validator=_pos)
+        max_pixels: int = attrs.field(default=90_000, validator=_pos)
+        save_steps: int = attrs.field(default=50, validator=_pos)
+        save_total_limit: int = attrs.field(default=2, validator=_pos)
+        keep_checkpoints: bool = False
+        gradient_checkpointing: bool = True
+        precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
+        num_workers: int = attrs.field(default=0, validator=_ge0)
+        #: Any other ``trl.SFTConfig`` option, passed through (checked against its fields).
+        args: dict[str, Any] = attrs.field(factory=dict, validator=args_validator("SFTConfig"))
+
+    def __init__(self, options: "SFT.Options"):
+        self.options = options
+
+    def train(self, tctx) -> dict[str, Any]:
+        from temple_core.errors import TempleError
+
+        if tctx.kind != "sft":
+            raise TempleError(f"{tctx.where}: an sft stage needs an SFT file (messages + videos), got preference pairs")
+        from temple_core.training.video_sft import train_sft  # imports TRL: only when training
+
+        return train_sft(self.options, tctx)
+
+
+@hookimpl
+def register_trainers(register):
+    register("sft", SFT)

@@ -1,0 +1,71 @@
+"""What every HF-Trainer-based stage does around ``trainer.train()``: callbacks, resume, merge.
+
+* resume: an earlier attempt's newest complete checkpoint is passed as
+  ``resume_from_checkpoint`` (model/adapter, optimizer, scheduler, RNG and data position);
+* after training: the adapter is saved (``adapter/``), merged into the weights and the
+  merged model written by the backend (``merged/``) so that the backend's ``path:`` loads it;
+* checkpoints are deleted once the merged model is safely on disk (unless kept).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from temple_core.training.metrics import CompactProgressCallback, MetricsFileCallback
+
+
+def stage_callbacks(tctx) -> list:
+    return [MetricsFileCallback(tctx.metrics_path, tctx.name, tctx.trainer), *tctx.callbacks]
+
+
+def _use_compact_progress(trainer, tctx) -> None:
+    """transformers prints every log dict (PrinterCallback) or draws its own bar; one
+    compact bar per stage, on the main process only, says enough."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in list(trainer.callback_handler.callbacks):
+        if type(callback) in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(callback)
+    if tctx.progress and tctx.is_main:
+        trainer.add_callback(CompactProgressCallback(tctx.name))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch before the adapter is created: LoRA's A matrices are
+    random, so without it two runs of one recipe differ from the first step."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Train (resuming when a checkpoint exists), save the adapter, merge, save the merged model."""
+    _use_compact_progress(trainer, tctx)
+    resume = tctx.last_checkpoint()
+    if resume and tctx.is_main:
+        print(f"[train] {tctx.name}: resuming from {resume}")
+    began = time.time()
+    output = trainer.train(resume_from_checkpoint=resume)
+    trainer.accelerator.wait_for_everyone()
+    # save_model gathers a sharded (FSDP/ZeRO-3) model's adapter onto the main process.
+    trainer.save_model(str(tctx.adapter_dir))
+    trainer.accelerator.wait_for_everyone()
+    if tctx.is_main:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        tmp = tctx.merged_dir.with_name("merged.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tctx.backend.merge_and_save(model, tmp)
+        shutil.rmtree(tctx.merged_dir, ignore_errors=True)
+        tmp.rename(tctx.merged_dir)  # a merged/ folder is always complete
+        if not keep_checkpoints:
+            shutil.rmtree(tctx.checkpoint_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    metrics = dict(output.metrics)
+    return {
+        "steps": trainer.state.global_step,
+        "resumed_from": resume,
+        "train_loss": metrics.get("train_loss"),
+        "train_seconds": round(time.time() - began, 2),
+    }

@@ -1,0 +1,168 @@
+"""Video DPO on TRL's ``DPOTrainer`` (the ``dpo`` trainer's machinery; imported only to train).
+
+TRL 1.16's ``DPOTrainer._compute_loss`` takes a batch ``{input_ids, attention_mask,
+completion_mask, **model_kwargs}`` whose rows are ``[chosen; rejected]``, runs the policy as
+``model(**model_kwargs, labels=..., fused_lm_head=True)`` and the reference as the same call
+with the adapter disabled, and computes the loss and the reward metrics from the summed
+completion log-probabilities. So the only thing video needs is the batch:
+
+* :class:`PreferenceCollator` encodes pairs with the backend (video decoding, chat template,
+  labels) and pads them -- one video per pair, shared by its chosen and rejected rows;
+* :meth:`VideoDPOTrainer.video_batch` builds TRL's concatenated batch from it and attaches
+  the video: either the raw video tensors, repeated for the rejected rows (the vision tower
+  then runs for every row of every forward: 4 times per pair), or -- with
+  ``reuse_vision_features`` -- the vision tower's output computed once per pair under
+  ``no_grad`` and passed to both forwards as precomputed encoder outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import DPOTrainer
+
+from temple_core.errors import SkipSample, TempleError, VideoError
+
+
+class PreferenceCollator:
+    """Rows of the pairs dataset -> the backend's padded preference batch.
+
+    A pair whose video fails to decode here (it passed the probe before training, so this is
+    rare) is left out of its batch and counted in ``skipped``; a batch with nothing left is an
+    error naming the videos.
+    """
+
+    def __init__(self, backend, video_options: dict[str, Any], max_length: int):
+        self.backend = backend
+        self.video_options = video_options
+        self.max_length = max_length
+        self.skipped: list[dict[str, Any]] = []
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        encoded = []
+        for row in rows:
+            try:
+                encoded.append(
+                    self.backend.encode_preference(
+                        video=row["video_path"],
+                        prompt=row["prompt"],
+                        chosen=row["chosen"],
+                        rejected=row["rejected"],
+                        max_length=self.max_length,
+                        **self.video_options,
+                    )
+                )
+            except (SkipSample, VideoError) as exc:
+                self.skipped.append({"id": row["pair_id"], "reason": getattr(exc, "reason", str(exc))})
+        if not encoded:
+            names = ", ".join(row["video_path"] for row in rows)
+            raise TempleError(f"no pair of this batch could be encoded (videos: {names}): {self.skipped[-1]['reason']}")
+        return self.backend.collate_preference(encoded)
+
+
+def _pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:
+    if tensor.shape[1] == length:
+        return tensor
+    pad = tensor.new_full((tensor.shape[0], length - tensor.shape[1], *tensor.shape[2:]), value)
+    return torch.cat([tensor, pad], dim=1)
+
+
+class VideoDPOTrainer(DPOTrainer):
+    """TRL's DPOTrainer with a video batch. ``backend`` builds and reads the batches."""
+
+    def __init__(self, *args, backend, reuse_vision_features: bool = True, **kwargs):
+        self.backend = backend
+        self.reuse_vision_features = reuse_vision_features
+        super().__init__(*args, **kwargs)
+
+    # The pairs are encoded per batch by the collator (videos are too big to pre-tokenise).
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+    def video_batch(self, model, inputs: dict[str, Any]) -> dict[str, Any]:
+        """TRL's ``[chosen; rejected]`` batch from the backend's preference batch."""
+        chosen = {k[len("chosen_"):]: v for k, v in inputs.items() if k.startswith("chosen_")}
+        rejected = {k[len("rejected_"):]: v for k, v in inputs.items() if k.startswith("rejected_")}
+        shared = {k: v for k, v in inputs.items() if not k.startswith(("chosen_", "rejected_"))}
+        length = max(chosen["input_ids"].shape[1], rejected["input_ids"].shape[1])
+        pad_id = self._tokenizer.pad_token_id
+        batch: dict[str, Any] = {}
+        for key in chosen:
+            value = {"input_ids": pad_id, "labels": -100}.get(key, 0)
+            batch[key] = torch.cat([_pad_to(chosen[key], length, value), _pad_to(rejected[key], length, value)])
+        labels = batch.pop("labels")
+        completion = labels != -100
+        # TRL rebuilds the labels as input_ids where completion_mask is set: they must agree.
+        if not torch.equal(labels[completion], batch["input_ids"][completion]):
+            raise TempleError(f"{self.backend.describe()}: preference labels differ from input_ids on completion tokens")
+        batch["completion_mask"] = completion.long()
+        if self.reuse_vision_features:
+            # Frozen tower, adapter only on the language model: the features are constants of the
+            # pair. Computed without grad, once, for both rows and both forwards.
+            unwrapped = self.accelerator.unwrap_model(model)
+            with torch.no_grad():
+                features = self.backend.vision_features(unwrapped, shared)
+            batch.update(self.backend.model_inputs(shared, vision_features=features, repeat=2))
+        else:
+            batch.update(self.backend.model_inputs(shared, vision_features=None, repeat=2))
+        return batch
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return super().compute_loss(model, self.video_batch(model, inputs), return_outputs, num_items_in_batch)
+
+
+def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollator]:
+    """The stage's trainer (model with a fresh LoRA adapter, TRL config, video collator)."""
+    from datasets import Dataset
+
+    from temple_core.training.options import build_config, lora_config
+    from temple_core.training.runner import seed_everything, stage_callbacks
+
+    if options.reuse_vision_features and not options.freeze_vision:
+        raise TempleError(f"{tctx.where}.reuse_vision_features: needs freeze_vision (a trained tower's output changes)")
+    seed_everything(tctx.seed)
+    backend = tctx.backend
+    model = backend.load_model()
+    config = build_config(
+        "DPOConfig",
+        options,
+        tctx,
+        beta=options.beta,
+        loss_type=[t.strip() for t in options.loss_type.split(",")],
+    )
+    if config.precompute_ref_log_probs:
+        raise TempleError(f"{tctx.where}.args.precompute_ref_log_probs: not supported for video pairs")
+    rows = [
+        {"pair_id": p.pair_id, "video_path": p.video_path, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+        for p in tctx.data
+    ]
+    collator = PreferenceCollator(
+        backend, {"fps": options.fps, "max_frames": options.max_frames, "max_pixels": options.max_pixels}, options.max_length
+    )
+    vision = "frozen" if options.freeze_vision else "full"
+    trainer = VideoDPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=backend.processor,
+        data_collator=collator,
+        peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, vision),
+        callbacks=stage_callbacks(tctx),
+        backend=backend,
+        reuse_vision_features=options.reuse_vision_features,
+    )
+    # Under FSDP the vision tower's parameters are sharded outside the wrapped forward.
+    trainer.reuse_vision_features = options.reuse_vision_features and not trainer.is_fsdp_enabled
+    return trainer, collator
+
+
+def train_dpo(options, tctx) -> dict[str, Any]:
+    """Train one DPO stage (the ``dpo`` trainer's ``train``)."""
+    from temple_core.training.runner import train_and_merge
+
+    trainer, collator = build_dpo_trainer(options, tctx)
+    summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
+    summary["skipped_in_batches"] = len(collator.skipped)
+    summary["vision_features_reused"] = trainer.reuse_vision_features
+    return summary

@@ -1,0 +1,78 @@
+"""Video SFT on TRL's ``SFTTrainer`` (the ``sft`` trainer's machinery; imported only to train).
+
+TRL's SFTTrainer runs ``model(**batch, fused_lm_head=True)`` and averages ``-log p`` over the
+tokens whose label is not ``-100``. The backend's SFT batch is exactly that (``input_ids``,
+``attention_mask``, ``labels`` with the prompt masked, and the video tensors), so nothing of
+the trainer is overridden: the dataset is declared prepared (``skip_prepare_dataset``) and
+:class:`SFTCollator` encodes each batch with the backend.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from temple_core.errors import SkipSample, TempleError, VideoError
+
+
+class SFTCollator:
+    """Rows of the SFT dataset -> the backend's padded SFT batch (bad videos skipped, counted)."""
+
+    def __init__(self, backend, video_options: dict[str, Any], max_length: int):
+        self.backend = backend
+        self.video_options = video_options
+        self.max_length = max_length
+        self.skipped: list[dict[str, Any]] = []
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        encoded = []
+        for row in rows:
+            try:
+                encoded.append(
+                    self.backend.encode_sft(
+                        messages=json.loads(row["messages"]),
+                        videos=list(row["videos"]),
+                        max_length=self.max_length,
+                        **self.video_options,
+                    )
+                )
+            except (SkipSample, VideoError) as exc:
+                self.skipped.append({"id": row["id"], "reason": getattr(exc, "reason", str(exc))})
+        if not encoded:
+            raise TempleError(f"no sample of this batch could be encoded: {self.skipped[-1]['reason']}")
+        return self.backend.collate_sft(encoded)
+
+
+def train_sft(options, tctx) -> dict[str, Any]:
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from temple_core.training.options import build_config, lora_config
+    from temple_core.training.runner import seed_everything, stage_callbacks, train_and_merge
+
+    seed_everything(tctx.seed)
+    backend = tctx.backend
+    model = backend.load_model()
+    config = build_config(
+        "SFTConfig",
+        options,
+        tctx,
+        # The collator tokenises and masks: TRL must not re-tokenise the rows.
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+    rows = [{"id": s["id"], "messages": json.dumps(s["messages"]), "videos": s["videos"]} for s in tctx.data]
+    collator = SFTCollator(
+        backend, {"fps": options.fps, "max_frames": options.max_frames, "max_pixels": options.max_pixels}, options.max_length
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=backend.processor,
+        data_collator=collator,
+        peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, options.vision),
+        callbacks=stage_callbacks(tctx),
+    )
+    summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
+    summary["skipped_in_batches"] = len(collator.skipped)
+    return summary
