@@ -92,3 +92,25 @@ def test_recipe_options_are_validated(plugins):
         structure_select(plugins, {"min_shots": -1})
     with pytest.raises(RecipeError, match=r"larger than max_shots"):
         structure_select(plugins, {"min_shots": 40})
+
+
+def test_siglip_from_a_full_siglip_checkpoint_matches_its_image_features(tmp_path, interview_frames):
+    """A full SigLIP checkpoint (vision + text towers, as google/siglip-* ship) loads as the
+    vision tower alone and gives SiglipModel.get_image_features, normalised."""
+    import torch
+    from transformers import SiglipConfig, SiglipModel
+
+    from temple_plugins.similarity_encoders.siglip import TINY
+
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=100)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        full = SiglipModel(SiglipConfig(vision_config=TINY, text_config=text)).eval()
+    full.save_pretrained(tmp_path / "full")
+    enc = SiglipEncoder(SiglipEncoder.Options(path=str(tmp_path / "full")))
+    ours = enc.encode(interview_frames)
+    with torch.no_grad():
+        pixels = enc._processor(images=interview_frames, return_tensors="pt")["pixel_values"]
+        ref = full.get_image_features(pixel_values=pixels)
+    ref = getattr(ref, "pooler_output", ref)  # transformers 5 may return an output object
+    np.testing.assert_allclose(ours, torch.nn.functional.normalize(ref, dim=-1).numpy(), atol=1e-5)
