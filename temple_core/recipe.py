@@ -41,8 +41,11 @@ class VideosConfig:
 
 @attrs.define(kw_only=True)
 class Recipe:
+    #: Where every stage writes (relative paths are relative to the working directory).
     run_dir: str
+    #: Seeds every random choice (perturbations, prompts, sampling, training).
     seed: int = 0
+    #: The input videos (see the `videos` section).
     videos: VideosConfig = attrs.Factory(VideosConfig)
     select: Any = None
     generate: Any = None

@@ -1,0 +1,147 @@
+"""Write docs/recipes.md from the code: every recipe key, its type, default and explanation.
+
+The explanation of a key is the ``#:`` comment above its attrs field (or the class
+docstring for a section), so the reference cannot drift from what the validator accepts:
+``tests/core/test_recipe_docs.py`` fails when docs/recipes.md is not what this prints.
+
+    python -m temple_core.recipe_docs > docs/recipes.md
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from typing import Any
+
+import attrs
+
+from temple_core.config import _COMPONENT_KIND
+from temple_core.hookspecs import KINDS
+from temple_core.recipe import STAGES, Recipe, VideosConfig, stage_module
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """The ``#:`` comment lines right above each field of ``cls``."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    lines = source.splitlines()
+    comments: dict[str, str] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            text = []
+            row = node.lineno - 2
+            while row >= 0 and lines[row].strip().startswith("#:"):
+                text.insert(0, lines[row].strip()[2:].strip())
+                row -= 1
+            comments[node.target.id] = " ".join(text)
+    return comments
+
+
+def _type_text(tp) -> str:
+    text = getattr(tp, "__name__", None) if isinstance(tp, type) else None
+    text = text or str(tp).replace("typing.", "")
+    text = text.replace("temple_core.config.", "").replace("NoneType", "None")
+    return text.replace("|", "\\|")  # inside a Markdown table cell
+
+
+def _default_text(field) -> str:
+    default = field.default
+    if default is attrs.NOTHING:
+        return "required"
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        try:
+            default = default.factory()
+        except TypeError:
+            return "(computed)"
+    if attrs.has(type(default)):
+        return "(section)"
+    if isinstance(default, dict) and set(default) == {"name"}:
+        default = default["name"]
+    if isinstance(default, list) and default and all(isinstance(d, dict) and set(d) == {"name"} for d in default):
+        default = [d["name"] for d in default]
+    return f"`{default!r}`" if default is not None else "`None`"
+
+
+def _table(cls, prefix: str, out: list[str], nested: list[tuple[Any, str]]) -> None:
+    comments = _field_comments(cls)
+    types = {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
+    out.append("| key | type | default | meaning |")
+    out.append("|---|---|---|---|")
+    for field in attrs.fields(cls):
+        kind = field.metadata.get(_COMPONENT_KIND)
+        tp = types[field.name]
+        if kind:
+            type_text = f"{kind} component"
+        elif attrs.has(tp):
+            type_text = "section"
+            nested.append((tp, f"{prefix}.{field.name}"))
+        else:
+            type_text = _type_text(tp)
+        meaning = comments.get(field.name, "").replace("|", "\\|")
+        out.append(f"| `{prefix}.{field.name}` | {type_text} | {_default_text(field)} | {meaning} |")
+    out.append("")
+
+
+def render(plugins=None) -> str:
+    if plugins is None:
+        from temple_core.plugins import get_plugin_manager
+
+        plugins = get_plugin_manager()
+    out = [
+        "# Recipe reference",
+        "",
+        "Generated from the code by `python -m temple_core.recipe_docs`; every key below is",
+        "validated before a run starts. Numbers from SPEC.md are defaults, and every one can be",
+        "changed in the recipe. A component key (`{name: ..., options...}`) takes the options",
+        "of the component it names, listed under *Components* below.",
+        "",
+        "## Top level",
+        "",
+    ]
+    nested: list[tuple[Any, str]] = []
+    comments = _field_comments(Recipe)
+    out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for field in attrs.fields(Recipe):
+        if field.name == "source":
+            continue
+        if field.name in STAGES:
+            out.append(f"| `{field.name}` | section | absent: stage not run | see below |")
+        else:
+            type_text = "section" if field.name == "videos" else _type_text(field.type)
+            out.append(f"| `{field.name}` | {type_text} | {_default_text(field)} | {comments.get(field.name, '')} |")
+    out.append("")
+    out += ["## `videos`", ""]
+    _table(VideosConfig, "videos", out, nested)
+    for stage in STAGES:
+        config = stage_module(stage).Config
+        out += [f"## `{stage}`", "", inspect.getdoc(stage_module(stage)).split("\n\n")[0], ""]
+        _table(config, stage, out, nested)
+        while nested:
+            cls, prefix = nested.pop(0)
+            out += [f"### `{prefix}`", ""]
+            _table(cls, prefix, out, nested)
+    out += ["## Components", "", "Options of every installed component, by kind.", ""]
+    for kind in KINDS:
+        for name in plugins.names(kind):
+            component = plugins.get(kind, name)
+            if component.source != "temple (built-in)":
+                continue  # third-party plugins document themselves
+            out += [f"### {kind}: `{name}`", "", component.summary, ""]
+            if component.options is None:
+                out += ["No options.", ""]
+                continue
+            _table(component.options, name, out, nested)
+            while nested:
+                cls, prefix = nested.pop(0)
+                _table(cls, prefix, out, nested)
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("TEMPLE_LOAD_PLUGINS", "builtin")
+    print(render(), end="")
