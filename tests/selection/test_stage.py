@@ -172,6 +172,12 @@ def test_two_ranks_equal_one(tmp_path, videos_dir, bad_files, plugins):
         ctx = StageContext(recipe, tmp_path / "two", plugins, rank=rank, world_size=2, progress=False)
         summaries.append(select_stage.run(ctx))
     assert read_jsonl(tmp_path / "two" / "select" / "videos.jsonl") == single
+    # PySceneDetect finds the same hard cuts, so the same decisions on the hard-cut videos.
+    r = by_id(single)
+    assert r["cuts"]["status"] == "kept" and r["cuts"]["segments"] == [[0], [1], [2], [3], [4]]
+    assert (r["interview"]["reason"], r["long"]["reason"], r["three"]["reason"]) == (
+        "repeated_group", "long_scene", "few_shots")
+    assert r["interview"]["groups"] == [[0, 2, 4], [1, 3, 5]]
     assert summaries[0]["videos"] == len(paths) // 2  # rank 1 did every second video
     assert summaries[1]["videos"] == len(paths)
 
