@@ -148,7 +148,8 @@ class TransNetV2Detector:
         if self._model is None:
             try:
                 self._model = load_model(self.options.device)
-            except (RuntimeError, ValueError) as exc:
+            # torch raises AssertionError ("not compiled with CUDA"), RuntimeError or ValueError.
+            except (AssertionError, RuntimeError, ValueError) as exc:
                 raise TempleError(f"transnetv2: cannot load the model on device {self.options.device!r} ({exc})") from exc
         return self._model
 

@@ -118,3 +118,13 @@ def test_real_video_first_16_seconds_match_the_library():
         b = boundaries(scenes_from(lib, 0.5))
         assert len(b) >= 3  # the clip really has cuts in its first 16 s
         assert f1(a, b) >= 0.98, (a, b)
+
+
+def test_unavailable_device_is_a_clear_error():
+    from temple_core.errors import TempleError
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    detector = TransNetV2Detector(TransNetV2Detector.Options(device="cuda"))
+    with pytest.raises(TempleError, match="transnetv2: cannot load the model on device 'cuda'"):
+        detector.model
