@@ -10,7 +10,7 @@ equal similarity; a similarity exactly *at* the threshold never merges, as in sc
 
 Cost: items without any partner above the threshold are set aside first; then each round
 merges *every* pair of reciprocal nearest neighbours above the threshold at once, in a few
-vectorised O(n^2) numpy operations. Clustered data needs few rounds (each about halves the
+vectorised O(n^2) numpy operations, and drops the clusters that can no longer merge. Clustered data needs few rounds (each about halves the
 clusters); the worst case (a chain) needs up to n rounds.
 """
 
@@ -57,10 +57,20 @@ def group_wpgma(similarity: np.ndarray, threshold: float = 0.8) -> list[int]:
         rename = np.arange(n)
         rename[rows[b]] = rows[a]
         labels = rename[labels]
-        keep = np.ones(m, dtype=bool)
-        keep[b] = False
-        s = s[np.ix_(keep, keep)]
-        rows = rows[keep]
+        # Drop b (merged into a) and every cluster whose best similarity was already <= the
+        # threshold: later similarities to it are means of values <= the threshold, so it can
+        # never merge again. Dropped rows are masked with -inf; the matrix is compacted only
+        # when half of it is dead, since a numpy gather costs more than the masked argmax.
+        dead = ~(value > threshold)
+        dead[b] = True
+        newly = np.flatnonzero(dead & (rows >= 0))  # masked before: already -inf
+        s[newly] = -np.inf
+        s[:, newly] = -np.inf
+        live = ~dead
+        rows = np.where(live, rows, -1)
+        if live.sum() * 2 < m:
+            s = s[np.ix_(live, live)]
+            rows = rows[live]
     return _relabel(labels)
 
 

@@ -127,3 +127,16 @@ def test_reference_loop_agrees(n):
 def test_groups_of():
     assert groups_of([0, 1, 0, 2]) == [[0, 2], [1], [3]]
     assert groups_of([]) == []
+
+
+@pytest.mark.parametrize("n,kind", [(200, "uniform"), (300, "clustered")])
+def test_equals_scipy_on_large_matrices(n, kind):
+    rng = np.random.default_rng(n)
+    if kind == "uniform":
+        sim = random_similarity(rng, n, 0.0, 0.8, grid=False)
+    else:  # clustered unit vectors: many merges, many rounds, compaction exercised
+        centres = rng.normal(size=(n // 8, 32))
+        x = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.normal(size=(n, 32))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        sim = x @ x.T
+    assert group_wpgma(sim, 0.8) == scipy_groups(sim, 0.8)
