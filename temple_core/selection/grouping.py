@@ -51,8 +51,13 @@ def group_wpgma(similarity: np.ndarray, threshold: float = 0.8) -> list[int]:
         b = best[a]
         # Plain means, rows then columns: for two merged pairs this gives the mean of the four
         # cross similarities, as merging them one after the other would.
-        s[a] = 0.5 * (s[a] + s[b])
-        s[:, a] = 0.5 * (s[:, a] + s[:, b])
+        merged = 0.5 * (s[a] + s[b])
+        # The matrix stays symmetric, so the new columns are the new rows transposed, except
+        # the block between merged clusters, which averages the new rows' columns a and b.
+        block = 0.5 * (merged[:, a] + merged[:, b])
+        s[a] = merged
+        s[:, a] = merged.T
+        s[np.ix_(a, a)] = block
         s[a, a] = -np.inf
         rename = np.arange(n)
         rename[rows[b]] = rows[a]
