@@ -1,0 +1,170 @@
+"""The model backend protocol: one Video LLM family behind one small interface.
+
+A backend component (hook ``register_backends``) is built from its recipe options
+(``path`` *or* ``preset``, dtype, device, video sampling...) and loads its model lazily,
+on first use. Everything model-specific lives behind these methods, so the generation
+stage and the trainers never touch a processor, a chat template or a video tensor.
+
+Conversation format (``chat``), HF-chat style::
+
+    [{"role": "user", "content": [
+        {"type": "video", "path": "a.mp4", "start": 1.0, "end": 4.5},   # seconds, both optional
+        {"type": "video", "frames": [np.ndarray (H, W, 3) uint8 RGB, ...]},
+        {"type": "image", "image": np.ndarray (H, W, 3) uint8 RGB},
+        {"type": "text", "text": "Describe the video."}]}]
+
+Training batches (``collate_preference`` / ``collate_sft``): ``labels`` is ``-100``
+exactly over the prompt (system, user turns, visual tokens, the assistant header) and
+padding, and equals ``input_ids`` elsewhere. Sequences are never truncated through
+visual tokens: a sample that does not fit ``max_length`` raises
+:class:`temple_core.errors.SkipSample`.
+
+Preference batch keys::
+
+    chosen_input_ids, chosen_attention_mask, chosen_labels, (chosen_<other per-token keys>)
+    rejected_input_ids, rejected_attention_mask, rejected_labels, (rejected_<...>)
+    <shared visual tensors>        # one video per pair, used by both chosen and rejected
+
+Per-token keys other than ids/mask/labels (e.g. Qwen's ``mm_token_type_ids``) are padded
+with 0. The shared keys never go to the model directly: :meth:`Backend.model_inputs` turns
+them into model keyword arguments (raw visual tensors, or precomputed vision features
+from :meth:`Backend.vision_features` -- the frozen tower's output is identical for chosen
+and rejected, policy and reference, so trainers compute it once per pair).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temple_core.errors import ModelError
+
+
+class Backend:
+    """Base class of the built-in backends; third-party backends implement the same methods.
+
+    Subclasses define ``family`` (e.g. ``"qwen2_vl"``) and an attrs ``Options`` class with at
+    least ``path: str | None`` and ``preset: str | None`` (exactly one given).
+    """
+
+    family: str = ""
+
+    def __init__(self, options):
+        self.options = options
+        path, preset = getattr(options, "path", None), getattr(options, "preset", None)
+        if (path is None) == (preset is None):
+            raise ModelError(f"{self.family}: give exactly one of 'path' (a model directory) or 'preset' (e.g. tiny-random)")
+        self._model = None
+        self._processor = None
+
+    # -- identity ---------------------------------------------------------------------------
+    def describe(self) -> str:
+        """``<family>:<preset or path>``, written into outputs for provenance."""
+        return f"{self.family}:{self.options.preset or self.options.path}"
+
+    # -- loading ----------------------------------------------------------------------------
+    def load_model(self, path: str | None = None):
+        """The model (eval mode), loaded on first call. ``path`` reloads from a saved/merged
+        model directory instead (the backend then describes that directory)."""
+        raise NotImplementedError
+
+    @property
+    def model(self):
+        return self.load_model()
+
+    @property
+    def processor(self):
+        """The tokenizer / processing class (pad token, chat template); given to TRL as
+        ``processing_class``. Loaded with the model's files, lazily."""
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self):
+        return self.processor
+
+    # -- generation -------------------------------------------------------------------------
+    def chat(
+        self,
+        conversations: list[list[dict[str, Any]]],
+        *,
+        max_new_tokens: int = 512,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+    ) -> list[str]:
+        """One answer per conversation, in order. Batched: left padding, one ``generate``
+        call per chunk of ``options.batch_size`` conversations. Answers are cleaned per
+        family (e.g. MiMo-VL: the text after the last ``</think>``). ``seed`` fixes sampling."""
+        raise NotImplementedError
+
+    # -- training batches -------------------------------------------------------------------
+    def encode_preference(
+        self, *, video, prompt: str, chosen: str, rejected: str, max_length: int,
+        fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
+    ) -> dict[str, Any]:
+        """One pair, unpadded. ``video`` is a path or a video content item (see module doc).
+        Raises ``SkipSample`` when prompt + answer would exceed ``max_length``."""
+        raise NotImplementedError
+
+    def encode_sft(
+        self, *, messages: list[dict[str, Any]], videos: list, max_length: int,
+        fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
+    ) -> dict[str, Any]:
+        """One SFT sample: ``messages`` (HF-chat, ``<video>`` placeholders in text or video
+        content items) and the ``videos`` paths they refer to, in order. Loss on assistant
+        turns only. Raises ``SkipSample`` when it does not fit ``max_length``."""
+        raise NotImplementedError
+
+    def collate_preference(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
+        """Padded preference batch (keys: see module doc)."""
+        raise NotImplementedError
+
+    def collate_sft(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
+        """Padded SFT batch: ``input_ids``, ``attention_mask``, ``labels`` and the model's
+        visual inputs -- ready for ``model(**batch)``."""
+        raise NotImplementedError
+
+    def vision_features(self, model, shared: dict[str, Any]):
+        """The vision tower + projector output for the shared visual tensors of a
+        preference batch (call under ``torch.no_grad`` when the tower is frozen)."""
+        raise NotImplementedError
+
+    def model_inputs(self, shared: dict[str, Any], *, vision_features=None, repeat: int = 1) -> dict[str, Any]:
+        """Model keyword arguments for the visual part of a batch whose text rows are the
+        shared batch's rows repeated ``repeat`` times (``[chosen; rejected]``: 2). With
+        ``vision_features`` the model skips its vision tower and uses them; the logits are
+        the same as with the raw tensors."""
+        raise NotImplementedError
+
+    # -- surgery ----------------------------------------------------------------------------
+    def vision_module_names(self, model) -> list[str]:
+        """Module names (prefixes) of the vision tower and projector: frozen in DPO."""
+        raise NotImplementedError
+
+    def lora_target_modules(self, model) -> list[str]:
+        """Full module names of every linear layer of the language model (not the lm_head)."""
+        raise NotImplementedError
+
+    def vision_lora_target_modules(self, model) -> list[str]:
+        """Full module names of the linear layers of the vision tower and projector."""
+        raise NotImplementedError
+
+    def merge_and_save(self, model, out_dir) -> None:
+        """Merge a PEFT model's LoRA weights (a plain model is saved as it is) and write a
+        directory the backend's ``path:`` loads: weights, config, tokenizer, chat template."""
+        raise NotImplementedError
+
+
+def linear_module_names(model, prefixes: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[str]:
+    """Full names of the ``nn.Linear`` modules under ``prefixes`` (not under ``exclude``).
+
+    Full names rather than suffixes like ``q_proj``: the vision tower has layers with the
+    same short names, and a suffix would put LoRA on them too."""
+    import torch
+
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.startswith(prefixes) and not name.startswith(exclude):
+            names.append(name)
+    return names
