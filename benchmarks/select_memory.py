@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "tests" / "selection"))
 
 W, H, FPS, SHOT_SECONDS = 1280, 720, 25, 12
@@ -29,7 +28,7 @@ W, H, FPS, SHOT_SECONDS = 1280, 720, 25, 12
 
 def frames(minutes: float):
     import numpy as np
-    from videogen import _scene_frame, _texture
+    from temple_core.synthetic import _scene_frame, _texture
 
     shots = int(minutes * 60 / SHOT_SECONDS)
     for scene in range(shots):
@@ -39,7 +38,7 @@ def frames(minutes: float):
 
 
 def make(path: Path, minutes: float) -> None:
-    from videogen import write_frames
+    from temple_core.synthetic import write_frames
 
     if not path.exists():
         tmp = path.with_suffix(".tmp.mp4")

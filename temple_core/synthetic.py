@@ -1,4 +1,5 @@
-"""Synthetic test videos with known cuts, encoded with PyAV (H.264, small).
+"""Synthetic videos with known cuts, encoded with PyAV (H.264, small): for tests, benchmarks and
+the `synthetic` sample set of the quickstart.
 
 A video is a list of *shots*; each shot is a scene (a seeded colour texture that pans, so
 that it moves) shown for a number of frames. Scenes with the same ``scene`` id look the

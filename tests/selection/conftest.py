@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/videogen.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers.py
 
-from videogen import Shot, interview, write_audio_only, write_video  # noqa: E402
+from temple_core.synthetic import Shot, interview, write_audio_only, write_video  # noqa: E402
 
 FPS = 10
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import VIDEOS
-from videogen import shot_ranges
+from temple_core.synthetic import shot_ranges
 
 from temple_core.video import VideoSource
 from temple_plugins.shot_detectors.pyscenedetect import PySceneDetectDetector

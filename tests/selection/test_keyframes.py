@@ -50,13 +50,8 @@ def test_clarity_orders_sharp_over_blurred():
 
 def test_sharp_frames_planted_in_a_real_video_are_chosen(tmp_path, plugins):
     """A 30-frame segment of blurred frames with sharp ones planted near each anchor."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from videogen import write_frames
-
     from temple_core.stages.select import Config, Selector
+    from temple_core.synthetic import write_frames
 
     rng = np.random.default_rng(1)
     base = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
