@@ -1,0 +1,159 @@
+"""Recipe validation: every user mistake gives one message naming the recipe path, exit code 2."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from temple_core.cli import main
+from temple_core.errors import RecipeError
+from temple_core.plugins import get_plugin_manager
+from temple_core.recipe import recipe_from_data
+
+VALID = {
+    "run_dir": "runs/test",
+    "seed": 3,
+    "generate": {
+        "captioner": {"name": "heuristic"},
+        "perturbations": [{"name": "drop"}, {"name": "shuffle", "variant": "paper"}, {"name": "swap-halves"}],
+        "difficulties": [16, 8, 4, 2],
+        "filters": {"max_length_ratio": 1.5},
+    },
+}
+
+
+def validate(tmp_path, capsys, data=None, text=None):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(data))
+    code = main(["validate", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def mutated(**changes):
+    data = copy.deepcopy(VALID)
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("/")
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def test_valid_recipe(tmp_path, capsys):
+    code, out, err = validate(tmp_path, capsys, VALID)
+    assert code == 0, err
+    assert "ok" in out and "generate" in out
+    recipe = recipe_from_data(VALID)
+    assert recipe.generate.perturbations[1].options.variant == "paper"
+    assert recipe.generate.sampling.temperature == 0.7  # SPEC default when not given
+
+
+@pytest.mark.parametrize(
+    "changes, path, words",
+    [
+        ({"generate/difficultes": [4]}, "generate.difficultes", ["did you mean 'difficulties'"]),
+        ({"seed": "zero"}, "seed", ["expected an integer"]),
+        ({"generate/filters/max_length_ratio": 0.5}, "generate.filters.max_length_ratio", [">= 1.0"]),
+        ({"generate/difficulties": [16, 0]}, "generate.difficulties", [">= 1"]),
+        ({"generate/perturbations/1": {"name": "shufle"}}, "generate.perturbations[1].name", ["did you mean 'shuffle'", "drop", "reverse"]),
+        ({"generate/perturbations/0": {"name": "drop", "variantt": "paper"}}, "generate.perturbations[0].variantt", ["did you mean 'variant'"]),
+        ({"generate/perturbations/0": {"name": "drop", "variant": "prose"}}, "generate.perturbations[0].variant", ["released", "paper"]),
+        ({"videos": {"paths": ["no/such/video.mp4"]}}, "videos.paths[0]", ["no such file"]),
+        ({"videos": {"paths": ["no/such/*.mp4"]}}, "videos.paths[0]", ["no file matches"]),
+        ({"generate/sampling": {"temperature": "hot"}}, "generate.sampling.temperature", ["expected a number"]),
+        ({"generate/captioner": 5}, "generate.captioner", ["expected {name"]),
+    ],
+)
+def test_each_mistake_names_its_path(tmp_path, capsys, changes, path, words):
+    code, out, err = validate(tmp_path, capsys, mutated(**changes))
+    assert code == 2
+    assert err.startswith(f"temple: error: {path}: "), err
+    for word in words:
+        assert word in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_not_yaml_gives_line_and_column(tmp_path, capsys):
+    code, out, err = validate(tmp_path, capsys, text="run_dir: x\ngenerate: {captioner: [oops\n")
+    assert code == 2
+    assert "not valid YAML at line 3" in err and "column" in err
+
+
+def test_missing_recipe_and_empty_recipe(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "recipe file not found" in capsys.readouterr().err
+    code, out, err = validate(tmp_path, capsys, {"run_dir": "x"})
+    assert code == 2 and "no stage section" in err
+
+
+def test_cli_no_traceback_but_debug_shows_it(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(mutated(seed="zero")))
+    plain = subprocess.run([sys.executable, "-m", "temple_core", "validate", str(path)], capture_output=True, text=True)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr and "seed: expected an integer" in plain.stderr
+    debug = subprocess.run(
+        [sys.executable, "-m", "temple_core", "--debug", "validate", str(path)], capture_output=True, text=True
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "RecipeError" in debug.stderr
+
+
+# -- hypothesis: a mutated valid recipe gives a recipe or a RecipeError, never anything else --
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 40), st.floats(allow_nan=True), st.text(max_size=8),
+    st.sampled_from(["drop", "shuffle", "heuristic", "paper", "released", "runs/x"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _paths(value, prefix + (i,))
+
+
+@st.composite
+def mutations(draw):
+    data = copy.deepcopy(VALID)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(data) if p]
+        target = draw(st.sampled_from(paths))
+        parent = data
+        for key in target[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            parent[target[-1]] = draw(values)
+        elif action == "delete":
+            del parent[target[-1]]
+        elif isinstance(parent, dict):
+            parent[draw(st.text(max_size=10))] = draw(values)
+        else:
+            parent.append(draw(values))
+    return data
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations())
+def test_mutated_recipes_only_ever_raise_recipe_errors(data):
+    try:
+        recipe_from_data(data, plugins=get_plugin_manager())
+    except RecipeError as exc:
+        assert str(exc)
