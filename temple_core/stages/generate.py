@@ -21,6 +21,7 @@ class PairFilters:
     longer_chosen: list[str] = attrs.Factory(lambda: ["drop"])
     #: Perturbations whose pairs need neither text longer than ``max_length_ratio`` x the other.
     length_ratio: list[str] = attrs.Factory(lambda: ["shuffle", "reverse"])
+    #: The length ratio limit of those perturbations' pairs.
     max_length_ratio: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
 
 
@@ -28,10 +29,15 @@ class PairFilters:
 class Sampling:
     """Generation settings for the summaries (SPEC §2.4)."""
 
+    #: Sample (true) or decode greedily.
     do_sample: bool = True
+    #: Softmax temperature when sampling.
     temperature: float = attrs.field(default=0.7, validator=attrs.validators.gt(0.0))
+    #: Nucleus sampling mass (1.0: off).
     top_p: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
+    #: Penalty on repeated tokens (1.0: off).
     repetition_penalty: float = attrs.field(default=1.05, validator=attrs.validators.gt(0.0))
+    #: Longest response (the release allows 8,192 new tokens).
     max_new_tokens: int = attrs.field(default=8192, validator=attrs.validators.ge(1))
 
 
@@ -51,11 +57,15 @@ class Config:
 
     #: The Video LLM that writes the captions (not needed by the ``heuristic`` captioner).
     backend: ComponentSpec | None = component_field("backends", None)
+    #: Writes clip captions and the chosen/rejected summaries (SPEC §2); ``heuristic`` needs no model.
     captioner: ComponentSpec = component_field("caption_generators", "contextual")
+    #: How the clip order is broken for rejected responses (SPEC §3).
     perturbations: list[ComponentSpec] = component_field("perturbations", ["drop", "shuffle", "reverse"])
     #: The difficulty factors r (SPEC §3); each yields its own split of pairs.
     difficulties: list[int] = attrs.field(factory=lambda: [16, 8, 4, 2], validator=_difficulties)
+    #: Which pairs are kept (SPEC §4).
     filters: PairFilters = attrs.Factory(PairFilters)
+    #: Sampling of the summaries (SPEC §2.4).
     sampling: Sampling = attrs.Factory(Sampling)
     #: Pair prompts ("describe the video in detail..."); null: the project's built-in list.
     prompts: list[str] | None = None
@@ -78,6 +88,7 @@ def check_recipe(recipe, plugins) -> None:
 
 
 def run(ctx) -> dict:
-    from temple_core.errors import TempleError
+    """Caption this process's share of the selected videos, write their pairs; rank 0 merges."""
+    from temple_core.generation.runner import run_stage
 
-    raise TempleError("the generate stage is not implemented in this build yet")
+    return run_stage(ctx)

@@ -64,3 +64,21 @@ def selected_record(video_id: str, path: Path, scenes: list[str], frames_per_sce
         shots=clips, clips=clips, groups=[[i] for i in range(len(scenes))],
         segments=[[i] for i in range(len(scenes))], keyframes=keyframes,
     )
+
+
+def write_selection(run_dir: Path, records: list[VideoRecord], extra: list[dict] | None = None) -> Path:
+    """``<run_dir>/select/videos.jsonl`` as the select stage would leave it."""
+    from temple_core.store import write_jsonl_atomic
+
+    path = Path(run_dir) / "select" / "videos.jsonl"
+    write_jsonl_atomic(path, [r.to_dict() for r in records] + list(extra or []))
+    return path
+
+
+def selected_run(tmp: Path, videos: dict[str, list[str]]) -> tuple[Path, list[VideoRecord]]:
+    """A run directory whose selection kept ``videos`` (id -> scene names) and rejected one more."""
+    run_dir = tmp / "run"
+    records = [selected_record(vid, write_scenes(tmp / "videos" / f"{vid}.mp4", s), s) for vid, s in videos.items()]
+    rejected = {"video_id": "too_short", "path": str(tmp / "videos" / "none.mp4"), "status": "rejected", "reason": "3 shots"}
+    write_selection(run_dir, records, [rejected])
+    return run_dir, records
