@@ -36,12 +36,12 @@ def _synthetic_videos():
     from temple_core.synthetic import Shot
 
     return {
-    # Six distinct scenes, one recurring after two others: 6 segments, 5 groups.
-    "synthetic-street": [Shot(1, 30), Shot(2, 25), Shot(3, 30), Shot(1, 25), Shot(4, 30), Shot(5, 25)],
-    # Five scenes with a fade and an early return: 5 segments.
-    "synthetic-kitchen": [Shot(6, 30), Shot(7, 30), Shot(8, 28), Shot(6, 22), Shot(9, 30)],
-    # Long shots of four scenes.
-    "synthetic-park": [Shot(10, 40), Shot(11, 35), Shot(12, 40), Shot(13, 35)],
+        # Five scenes, the first coming back once: 6 segments in 5 groups.
+        "synthetic-street": [Shot(1, 30), Shot(2, 25), Shot(3, 30), Shot(1, 25), Shot(4, 30), Shot(5, 25)],
+        # Five scenes, the first coming back once: 6 segments (a group may recur up to 6 // 3 = 2 times).
+        "synthetic-kitchen": [Shot(6, 30), Shot(7, 30), Shot(8, 28), Shot(6, 22), Shot(9, 30), Shot(14, 25)],
+        # Four scenes, longer shots: 4 segments.
+        "synthetic-park": [Shot(10, 40), Shot(11, 35), Shot(12, 40), Shot(13, 35)],
     }
 
 
