@@ -1,0 +1,167 @@
+"""Family-independent helpers the backends share: frames from a video content item, resizing
+that matches the transformers processors without torchvision, Qwen-style patch flattening,
+a tiny tokenizer for the ``tiny-random`` presets, and padding.
+
+Resizing equivalence: the transformers Qwen2-VL processors resize with torchvision
+``resize(..., BICUBIC, antialias=True)``. On float tensors torchvision calls exactly
+``torch.nn.functional.interpolate(mode="bicubic", antialias=True, align_corners=False)``;
+on ``uint8`` it computes the same in float, then rounds and clamps to 0..255. We do the
+same (float interpolate, round, clamp, back to uint8), then rescale by 1/255 and normalise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from temple_core.errors import VideoError
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def cache_dir() -> Path:
+    """Where built presets live: ``$TEMPLE_CACHE`` or ``~/.cache/temple``."""
+    return Path(os.environ.get("TEMPLE_CACHE") or Path.home() / ".cache" / "temple")
+
+
+def item_frames(item: dict[str, Any] | str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
+    """Frames ``(T, H, W, 3) uint8`` of a video content item (``path`` + optional
+    ``start``/``end`` seconds, or ``frames``) and the rate they were sampled at (frames/s)."""
+    from temple_core.video import VideoSource, sample_indices
+
+    if isinstance(item, (str, Path)):
+        item = {"type": "video", "path": str(item)}
+    if item.get("frames") is not None:
+        frames = [np.asarray(f) for f in item["frames"]]
+        if not frames:
+            raise VideoError("a video item with an empty frame list")
+        # Given frames: sampled by the caller, at ``fps`` unless the item says otherwise.
+        return np.stack(frames), float(item.get("fps") or fps)
+    source = VideoSource(item["path"])
+    indices = sample_indices(source.num_frames, source.fps, fps, item.get("start"), item.get("end"), max_frames)
+    frames = np.stack(source.read_frames(indices))
+    # The effective rate: fewer frames than asked when max_frames capped them.
+    span = (indices[-1] - indices[0] + 1) / source.fps
+    rate = len(indices) / span if len(indices) > 1 else fps
+    return frames, rate
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's ``smart_resize`` (transformers' own function, imported: it needs no torchvision)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
+
+    return hf_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def resize_uint8(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """``(T, H, W, 3) uint8`` -> ``(T, 3, height, width)`` float in 0..255 (rounded, as
+    torchvision's uint8 bicubic antialiased resize)."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    if video.shape[-2:] != (height, width):
+        video = torch.nn.functional.interpolate(video, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+        video = video.round().clamp(0, 255)
+    return video
+
+
+def qwen_patchify(
+    frames: np.ndarray, *, patch_size: int, merge_size: int, temporal_patch_size: int,
+    min_pixels: int, max_pixels: int, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD,
+) -> tuple[torch.Tensor, list[int]]:
+    """Qwen2-VL / Qwen2.5-VL visual input: ``(T, H, W, 3) uint8`` frames -> flattened patches
+    ``(grid_t*grid_h*grid_w, 3*tps*p*p)`` and ``[grid_t, grid_h, grid_w]``.
+
+    Same steps as ``Qwen2VLVideoProcessor``: smart_resize to a multiple of patch*merge,
+    rescale + normalise, pad the frame count to a multiple of the temporal patch by
+    repeating the last frame, then the patch layout (merge windows contiguous)."""
+    t, h, w = frames.shape[0], frames.shape[1], frames.shape[2]
+    rh, rw = smart_resize(h, w, patch_size * merge_size, min_pixels, max_pixels)
+    video = resize_uint8(frames, rh, rw) / 255.0
+    video = (video - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    if pad := -t % temporal_patch_size:
+        video = torch.cat([video, video[-1:].expand(pad, -1, -1, -1)])
+        t += pad
+    gt, gh, gw = t // temporal_patch_size, rh // patch_size, rw // patch_size
+    patches = video.reshape(gt, temporal_patch_size, 3, gh // merge_size, merge_size, patch_size, gw // merge_size, merge_size, patch_size)
+    patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return patches.reshape(gt * gh * gw, 3 * temporal_patch_size * patch_size * patch_size), [gt, gh, gw]
+
+
+def pad_rows(rows: list[list[int]], value: int, side: str = "right") -> torch.Tensor:
+    """Lists of ints -> ``(len(rows), longest)`` long tensor padded with ``value``."""
+    length = max(len(r) for r in rows)
+    out = torch.full((len(rows), length), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            if side == "right":
+                out[i, : len(r)] = torch.tensor(r)
+            else:
+                out[i, length - len(r):] = torch.tensor(r)
+    return out
+
+
+_TINY_TEXT = """
+The video shows a red scene, then a green scene, then a blue scene. A white bar moves from left to right.
+Describe the video in detail. What happens first, and what happens next? The camera pans across a room.
+A person walks into the kitchen, opens the door, and picks up a cup. Then the scene changes to a street
+at night with cars and lights. The order of events matters: first, second, third, finally, before, after.
+Summarise the clips in time order. The answer is yes or no. One two three four five six seven eight nine ten.
+"""
+
+
+def build_tiny_tokenizer(special_tokens: list[str], chat_template: str, eos: str, pad: str, vocab_size: int = 600):
+    """A small byte-level BPE tokenizer trained on a fixed text (deterministic), with the
+    family's special tokens, wrapped as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator([_TINY_TEXT] * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=pad)
+    fast.add_special_tokens({"additional_special_tokens": [t for t in special_tokens if t not in (eos, pad)]})
+    fast.chat_template = chat_template
+    return fast
+
+
+def check_model_dir(path: str, family: str, model_types: tuple[str, ...], trust_remote_code: bool, remote_types: tuple[str, ...] = ()) -> dict:
+    """Validate a model directory before loading: it exists, has a config and weights, and
+    its ``model_type`` is one of ``model_types`` (or a remote-code type allowed only with
+    ``trust_remote_code``). Returns the config dict. Errors are :class:`ModelError`."""
+    import json
+
+    from temple_core.errors import ModelError
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelError(f"{family}: model directory {folder} does not exist")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{family}: {folder} has no config.json (not a model directory, or incomplete)")
+    weights = list(folder.glob("*.safetensors")) + list(folder.glob("*.bin"))
+    if not weights:
+        raise ModelError(f"{family}: {folder} has no weights (*.safetensors / *.bin): incomplete download or save?")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        missing = sorted({f for f in json.loads(index.read_text())["weight_map"].values() if not (folder / f).is_file()})
+        if missing:
+            raise ModelError(f"{family}: {folder} is incomplete: missing weight shards {', '.join(missing)}")
+    config = json.loads(config_file.read_text())
+    model_type = config.get("model_type")
+    if model_type in remote_types:
+        if not trust_remote_code:
+            raise ModelError(
+                f"{family}: {folder} is a remote-code checkpoint ({model_type}); set trust_remote_code: true "
+                "to run its own code, or use the HF-format checkpoint"
+            )
+    elif model_type not in model_types:
+        raise ModelError(f"{family}: {folder} holds a '{model_type}' model, not {' / '.join(model_types)}: wrong backend for this checkpoint?")
+    return config

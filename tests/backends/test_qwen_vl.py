@@ -1,0 +1,234 @@
+"""Qwen2-VL, Qwen2.5-VL and MiMo-VL backends on real (tiny, random) transformers models."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from temple_core.errors import ModelError, SkipSample
+from temple_core.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify
+from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
+
+FAMILIES = {"qwen2_vl": Qwen2VLBackend, "qwen2_5_vl": Qwen2_5VLBackend, "mimo_vl": MiMoVLBackend}
+
+
+def backend(name, **options):
+    cls = FAMILIES[name]
+    return cls(cls.Options(**{"fps": 2.0, "max_pixels": 64 * 64, "min_pixels": 784, **options}))
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def saved(request, tmp_path_factory):
+    """(family, directory): the tiny-random preset saved by the backend and loaded back by path."""
+    name = request.param
+    b = backend(name, preset="tiny-random")
+    out = tmp_path_factory.mktemp(name) / "model"
+    b.merge_and_save(b.load_model(), out)
+    return name, out
+
+
+# -- video tensors ------------------------------------------------------------------------------
+def reference_smart_resize(h, w, factor, min_pixels, max_pixels):
+    """Qwen's published rounding rule, written out again."""
+    hb, wb = round(h / factor) * factor, round(w / factor) * factor
+    if hb * wb > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
+        hb, wb = max(factor, math.floor(h / beta / factor) * factor), max(factor, math.floor(w / beta / factor) * factor)
+    elif hb * wb < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
+        hb, wb = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
+    return hb, wb
+
+
+def reference_patches(frames, p, m, tps):
+    """Loop-based flattening: rows in merge-window order, each row C x tps x p x p."""
+    x = (frames.astype(np.float64) / 255.0 - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)  # T,H,W,C
+    while len(x) % tps:
+        x = np.concatenate([x, x[-1:]])
+    T, H, W, C = x.shape
+    rows = []
+    for t in range(T // tps):
+        for bh in range(H // p // m):
+            for bw in range(W // p // m):
+                for mh in range(m):
+                    for mw in range(m):
+                        y0, x0 = (bh * m + mh) * p, (bw * m + mw) * p
+                        row = [x[t * tps + ti, y0 + py, x0 + px, c] for c in range(C) for ti in range(tps) for py in range(p) for px in range(p)]
+                        rows.append(row)
+    return np.array(rows), [T // tps, H // p, W // p]
+
+
+@pytest.mark.parametrize("frames,size", [(3, (56, 84)), (4, (28, 56)), (1, (56, 56)), (5, (84, 28))])
+def test_patch_layout_matches_a_loop_reference(frames, size):
+    rng = np.random.default_rng(frames)
+    video = rng.integers(0, 256, (frames, *size, 3), dtype=np.uint8)  # already a multiple of 28: no resize
+    ours, grid = qwen_patchify(video, patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=784, max_pixels=10**6)
+    expected, expected_grid = reference_patches(video, 14, 2, 2)
+    assert grid == expected_grid
+    np.testing.assert_allclose(ours.double().numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("h,w,max_pixels", [(48, 64, 90000), (37, 101, 4000), (480, 640, 50000), (17, 23, 3136), (1000, 60, 20000)])
+def test_resize_target_follows_smart_resize_and_max_pixels(h, w, max_pixels):
+    video = np.zeros((3, h, w, 3), np.uint8)
+    _, grid = qwen_patchify(video, patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=784, max_pixels=max_pixels)
+    rh, rw = reference_smart_resize(h, w, 28, 784, max_pixels)
+    assert grid == [2, rh // 14, rw // 14]
+    assert rh * rw <= max(max_pixels, 28 * 28)
+
+
+def test_flat_frames_stay_flat_after_resize():
+    video = np.full((2, 37, 53, 3), 200, np.uint8)
+    ours, _ = qwen_patchify(video, patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=784, max_pixels=4000)
+    expected = (200 / 255 - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)
+    np.testing.assert_allclose(ours.reshape(len(ours), 3, -1).mean(-1).numpy(), np.broadcast_to(expected, (len(ours), 3)), atol=1e-5)
+
+
+def test_same_tensors_as_the_transformers_video_processor():
+    pytest.importorskip("torchvision", reason="transformers' video processor needs torchvision (GPU boxes)")
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    rng = np.random.default_rng(0)
+    for frames, h, w, max_pixels in [(5, 48, 64, 90000), (4, 37, 101, 4000), (3, 240, 320, 20000)]:
+        video = rng.integers(0, 256, (frames, h, w, 3), dtype=np.uint8)
+        proc = Qwen2VLVideoProcessor(size={"shortest_edge": 784, "longest_edge": max_pixels}, cap_pixels_per_frame=False)
+        ref = proc(videos=[video], return_tensors="pt", do_sample_frames=False)
+        ours, grid = qwen_patchify(video, patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=784, max_pixels=max_pixels)
+        assert grid == ref["video_grid_thw"][0].tolist()
+        torch.testing.assert_close(ours, ref["pixel_values_videos"].float(), atol=2e-2, rtol=0)
+
+
+# -- chat ---------------------------------------------------------------------------------------
+def conversations(videos):
+    image = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    convs = [
+        [{"role": "user", "content": [{"type": "video", "path": str(videos[0])}, {"type": "text", "text": "Describe the video."}]}],
+        [{"role": "user", "content": [{"type": "video", "path": str(videos[1]), "start": 0.5, "end": 2.0}, {"type": "text", "text": "What happens first?"}]}],
+        [{"role": "user", "content": [{"type": "text", "text": "Summarise the clips in time order."}, {"type": "video", "path": str(videos[2])}]}],
+        [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "image", "image": image[::-1].copy()}, {"type": "text", "text": "Compare."}]}],
+    ]
+    return convs
+
+
+def test_batched_greedy_equals_one_at_a_time(saved, videos):
+    name, folder = saved
+    b = backend(name, path=str(folder), batch_size=8)
+    convs = conversations(videos)
+    calls = []
+    b.model.register_forward_pre_hook(lambda m, a, k: calls.append(k.get("input_ids").shape[0]) if k.get("input_ids") is not None and k.get("past_key_values") is None or (k.get("past_key_values") is not None and k["past_key_values"].get_seq_length() == 0) else None, with_kwargs=True)
+    batched = b.chat(convs, max_new_tokens=6)
+    assert calls[0] == 4 and len([c for c in calls]) >= 1  # the first forward of generate saw all 4 rows
+    single = [b.chat([c], max_new_tokens=6)[0] for c in convs]
+    assert batched == single
+    assert any(len(t) for t in batched)  # the random model writes text, so equality is not vacuous
+
+
+def test_describe_and_exactly_one_source():
+    assert backend("qwen2_vl", preset="tiny-random").describe() == "qwen2_vl:tiny-random"
+    with pytest.raises(ModelError, match="exactly one"):
+        backend("qwen2_vl")
+    with pytest.raises(ModelError, match="exactly one"):
+        backend("qwen2_vl", preset="tiny-random", path="/x")
+
+
+def test_mimo_keeps_the_answer_after_thinking():
+    b = backend("mimo_vl", preset="tiny-random")
+    assert b.clean("<think>a</think> b </think> the answer ") == "the answer"
+    assert b.clean("plain") == "plain"
+
+
+# -- errors -------------------------------------------------------------------------------------
+def test_clear_errors_for_bad_directories(saved, tmp_path):
+    name, folder = saved
+    with pytest.raises(ModelError, match="does not exist"):
+        backend(name, path=str(tmp_path / "nope")).load_model()
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(folder / "config.json", partial)
+    with pytest.raises(ModelError, match="no weights"):
+        backend(name, path=str(partial)).load_model()
+    other = "qwen2_vl" if name != "qwen2_vl" else "qwen2_5_vl"
+    with pytest.raises(ModelError, match="wrong backend"):
+        backend(other, path=str(folder)).load_model()
+
+
+# -- training batches ---------------------------------------------------------------------------
+def test_preference_batch_labels_tokens_and_gradients(saved, videos):
+    from peft import LoraConfig, get_peft_model
+
+    name, folder = saved
+    b = backend(name, path=str(folder))
+    encoded = [
+        b.encode_preference(video=str(videos[0]), prompt="Describe the video.", chosen="red then blue.", rejected="blue.", max_length=400),
+        b.encode_preference(video={"type": "video", "path": str(videos[2]), "start": 1.0}, prompt="What happens?",
+                            chosen="a bar moves.", rejected="nothing at all happens here.", max_length=400),
+    ]
+    batch = b.collate_preference(encoded)
+    tok = b.processor
+    video_id = b.model.config.video_token_id
+    merge = b.model.config.vision_config.spatial_merge_size
+    expected_tokens = (batch["video_grid_thw"].prod(-1) // merge**2).tolist()
+    for side, answers in (("chosen", ["red then blue.", "a bar moves."]), ("rejected", ["blue.", "nothing at all happens here."])):
+        ids, labels, mask = batch[f"{side}_input_ids"], batch[f"{side}_labels"], batch[f"{side}_attention_mask"]
+        for row in range(2):
+            n = int(mask[row].sum())
+            learned = labels[row] != -100
+            assert not learned[n:].any()  # padding
+            assert torch.equal(labels[row][learned], ids[row][learned])
+            assert tok.decode(ids[row][learned]) == answers[row] + "<|im_end|>\n"
+            # Everything before the answer is prompt (-100), the answer is contiguous at the end.
+            first = int(learned.nonzero()[0])
+            assert not learned[:first].any() and learned[first:n].all()
+            assert int((ids[row] == video_id).sum()) == expected_tokens[row]
+    assert batch["pixel_values_videos"].shape[0] == int(batch["video_grid_thw"].prod(-1).sum())
+
+    model = b.load_model()
+    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
+    chosen = {k[len("chosen_"):]: v for k, v in batch.items() if k.startswith("chosen_")}
+    with torch.no_grad():
+        raw = model(**chosen, **b.model_inputs(shared)).logits
+        reused = model(**chosen, **b.model_inputs(shared, vision_features=b.vision_features(model, shared))).logits
+    torch.testing.assert_close(raw, reused, atol=1e-5, rtol=1e-5)
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules=b.lora_target_modules(model)))
+    loss = peft(**chosen, **b.model_inputs(shared)).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    vision = tuple(n + "." for n in b.vision_module_names(peft.get_base_model()))
+    lora = [(n, p) for n, p in peft.named_parameters() if "lora_" in n]
+    assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in lora if "lora_B" in n)
+    assert not any("visual" in n for n, _ in lora)
+    assert all(p.grad is None for n, p in peft.get_base_model().named_parameters() if n.startswith(vision))
+
+
+def test_too_long_is_skipped_never_cut(saved, videos):
+    name, folder = saved
+    b = backend(name, path=str(folder))
+    with pytest.raises(SkipSample, match="max_length"):
+        b.encode_preference(video=str(videos[0]), prompt="Describe.", chosen="x", rejected="y", max_length=20)
+
+
+def test_sft_batch_masks_everything_but_assistant_turns(saved, videos):
+    name, folder = saved
+    b = backend(name, path=str(folder))
+    messages = [
+        {"role": "user", "content": "<video>Describe the video."},
+        {"role": "assistant", "content": "A bar moves."},
+        {"role": "user", "content": "And then?"},
+        {"role": "assistant", "content": "It stops."},
+    ]
+    enc = [b.encode_sft(messages=messages, videos=[str(videos[1])], max_length=400),
+           b.encode_sft(messages=messages[:2], videos=[str(videos[0])], max_length=400)]
+    batch = b.collate_sft(enc)
+    tok = b.processor
+    learned = tok.decode(batch["input_ids"][0][batch["labels"][0] != -100])
+    assert learned == "A bar moves.<|im_end|>\nIt stops.<|im_end|>\n"
+    full = tok.decode(batch["input_ids"][0][batch["attention_mask"][0] == 1])
+    assert full.count("<|im_start|>assistant") == 2 and "And then?" in full
+    out = b.load_model()(**batch)
+    assert torch.isfinite(out.loss)
