@@ -233,3 +233,30 @@ def test_sft_batch_masks_everything_but_assistant_turns(saved, videos):
     assert full.count("<|im_start|>assistant") == 2 and "And then?" in full
     out = b.load_model()(**batch)
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_backend_video_tensors_odd_sizes_and_limits(name, saved, tmp_path):
+    """The backend's own path (config-driven patch sizes): 5 frames (not a multiple of the
+    temporal patch), 37x101 frames, max_pixels forcing a downscale."""
+    b = backend(name, preset="tiny-random", max_pixels=4000, fps=2.0)
+    frames = np.random.default_rng(7).integers(0, 256, (5, 37, 101, 3), dtype=np.uint8)
+    vis = b.visual_inputs({"type": "video", "frames": list(frames)})
+    rh, rw = reference_smart_resize(37, 101, 28, 784, 4000)
+    assert vis["grid"] == [3, rh // 14, rw // 14]
+    assert vis["tokens"] == 3 * rh * rw // 14 // 14 // 4
+    assert tuple(vis["pixels"].shape) == (3 * (rh // 14) * (rw // 14), 3 * 2 * 14 * 14)
+    batch = b.visual_batch([vis])
+    if name == "qwen2_vl":
+        assert "second_per_grid_ts" not in batch
+    else:
+        assert batch["second_per_grid_ts"].tolist() == [1.0]  # 2 frames per grid step at 2 fps
+
+
+def test_sampling_with_a_seed_is_repeatable(videos):
+    b = backend("qwen2_vl", preset="tiny-random")
+    conv = conversations(videos)[:2]
+    kwargs = dict(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9, repetition_penalty=1.1)
+    first = b.chat(conv, seed=3, **kwargs)
+    assert b.chat(conv, seed=3, **kwargs) == first
+    assert any(b.chat(conv, seed=s, **kwargs) != first for s in (4, 5, 6))
