@@ -211,7 +211,11 @@ class HFChatBackend(Backend):
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
                                  pad_token_id=tok.pad_token_id, **sampling)
         new = out[:, input_ids.shape[1]:]
-        return [self.clean(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
+        return [self.clean(self.decode(row)) for row in new]
+
+    def decode(self, ids) -> str:
+        """Generated ids -> text, special tokens dropped."""
+        return self.processor.decode(ids, skip_special_tokens=True)
 
     # -- training ---------------------------------------------------------------------------
     def _prompt_and_answer(self, prompt_messages, visuals, answer: str) -> tuple[list[int], list[int]]:

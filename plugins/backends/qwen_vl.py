@@ -176,9 +176,12 @@ class MiMoVLBackend(Qwen2_5VLBackend):
             return text.rsplit("</think>", 1)[1].strip()
         return text.replace("<think>", "").strip()
 
-    def _chat_batch(self, *args):
-        # Keep </think> in the decoded text so clean() can split on it.
-        return super()._chat_batch(*args)
+    def decode(self, ids) -> str:
+        # Some tokenizers mark <think>/</think> special: keep them so clean() can split on them.
+        tok = self.processor
+        keep = {"<think>", "</think>"}
+        drop = {tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens if t not in keep}
+        return tok.decode([int(i) for i in ids if int(i) not in drop], skip_special_tokens=False)
 
 
 def _tiny_text(tok) -> dict:

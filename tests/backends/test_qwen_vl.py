@@ -260,3 +260,11 @@ def test_sampling_with_a_seed_is_repeatable(videos):
     first = b.chat(conv, seed=3, **kwargs)
     assert b.chat(conv, seed=3, **kwargs) == first
     assert any(b.chat(conv, seed=s, **kwargs) != first for s in (4, 5, 6))
+
+
+def test_mimo_answer_survives_think_tags_that_are_special_tokens():
+    b = backend("mimo_vl", preset="tiny-random")
+    tok = b.processor
+    tok.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})  # as in some MiMo tokenizers
+    ids = tok("<think>red first</think>blue then red<|im_end|><|endoftext|>", add_special_tokens=False)["input_ids"]
+    assert b.clean(b.decode(ids)) == "blue then red"
