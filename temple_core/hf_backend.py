@@ -84,8 +84,9 @@ class HFChatBackend(Backend):
         # Built once, deterministically, then loaded through the same path code as a checkpoint.
         tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token)
         config = self._tiny_config(tok)
-        torch.manual_seed(0)
-        model = self._model_class()(config)
+        with torch.random.fork_rng():  # seeded build without disturbing the caller's RNG
+            torch.manual_seed(0)
+            model = self._model_class()(config)
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(self.end_of_turn)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.bos_token_id = None
