@@ -1,0 +1,57 @@
+"""Caption post-processing (SPEC §2.1), prompts, and recipe checks of the generate section."""
+
+from __future__ import annotations
+
+import pytest
+
+from temple_core.errors import RecipeError
+from temple_core.generation.captions import extract_caption
+from temple_core.plugins import get_plugin_manager
+from temple_core.prompts import numbered_captions, summary_prompt
+from temple_core.recipe import recipe_from_data
+
+
+@pytest.mark.parametrize(
+    "answer, caption",
+    [
+        ("Clip 2 shows a kitchen.\nIt follows clip 1.\n\nCaption: A woman chops onions.", "A woman chops onions."),
+        ('Reasoning...\n**Caption:** "In clip 2, the man from clip 1 opens a door."', "In this clip, the man from the previous clip opens a door."),
+        ("- Final caption: the second clip shows rain over the first clip's street.", "This clip shows rain over the previous clip's street."),
+        ("Detailed caption of clip 2: “A red car drives away.”", "A red car drives away."),
+        ("A cat sleeps on a sofa.", "A cat sleeps on a sofa."),
+        ("## Description - *A boat* at sea", "A boat at sea"),
+        ("", ""),
+        ("\n  \n", ""),
+    ],
+)
+def test_extract_caption(answer, caption):
+    assert extract_caption(answer) == caption
+
+
+def test_summary_prompt_lists_captions_in_the_given_order():
+    text = summary_prompt(["b happens", "a happens"])
+    assert "Caption 1: b happens\nCaption 2: a happens" in text
+    assert numbered_captions([]) == ""
+    with pytest.raises(ValueError, match="captions"):
+        summary_prompt(["x"], "no placeholder")
+
+
+def _recipe(generate):
+    return recipe_from_data({"run_dir": "/tmp/unused", "generate": generate}, plugins=get_plugin_manager())
+
+
+def test_contextual_without_backend_is_a_recipe_error():
+    with pytest.raises(RecipeError, match="generate.backend"):
+        _recipe({"captioner": {"name": "contextual"}})
+
+
+def test_bad_captioner_options_name_the_recipe_path():
+    with pytest.raises(RecipeError, match="generate.captioner"):
+        _recipe({"captioner": {"name": "contextual", "level": "pixels"}, "backend": None})
+    with pytest.raises(RecipeError, match="generate.captioner"):
+        _recipe({"captioner": {"name": "heuristic", "colour": "red"}})
+
+
+def test_heuristic_needs_no_backend():
+    recipe = _recipe({"captioner": {"name": "heuristic"}})
+    assert recipe.generate.backend is None
