@@ -268,3 +268,16 @@ def test_mimo_answer_survives_think_tags_that_are_special_tokens():
     tok.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})  # as in some MiMo tokenizers
     ids = tok("<think>red first</think>blue then red<|im_end|><|endoftext|>", add_special_tokens=False)["input_ids"]
     assert b.clean(b.decode(ids)) == "blue then red"
+
+
+def test_preset_build_is_deterministic(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    tensors = []
+    for k in range(2):
+        monkeypatch.setenv("TEMPLE_CACHE", str(tmp_path / str(k)))
+        folder = backend("qwen2_vl", preset="tiny-random")._preset_dir()
+        tensors.append(load_file(str(next(folder.glob("*.safetensors")))))
+        assert (folder / "tokenizer.json").is_file()
+    assert tensors[0].keys() == tensors[1].keys()
+    assert all(torch.equal(tensors[0][k], tensors[1][k]) for k in tensors[0])
