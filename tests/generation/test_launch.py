@@ -1,4 +1,4 @@
-"""Two processes under `accelerate launch` write the same pairs as one process."""
+"""Two processes of one launch (torchrun) write the same pairs as one process."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def test_two_processes_match_one(tmp_path):
     outputs = {}
     for name, launcher in (
         ("run", [sys.executable, "-m", "temple_core"]),
-        ("two", [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                 "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "temple_core"]),
+        # torchrun (accelerate's --cpu launch runs one process): RANK / WORLD_SIZE, gloo barrier.
+        ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "temple_core"]),
     ):
         recipe = tmp_path / f"{name}.yaml"
         recipe.write_text(yaml.safe_dump({"run_dir": str(tmp_path / name), "seed": 2, "generate": {"captioner": {"name": "heuristic"}}}))
