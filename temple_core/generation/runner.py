@@ -58,7 +58,8 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool, tokenizer=None):
         self.bar = None
-        self.tokenizer = tokenizer
+        # A multimodal processor wraps its tokenizer; its own __call__ expects images first.
+        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         self.kept = self.dropped = self.tokens = 0
         self.started = time.time()
         if enabled and total:
