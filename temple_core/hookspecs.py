@@ -124,7 +124,7 @@ def register_backends(register):
         backend.describe() -> str                         # family and model, for provenance
         backend.chat(conversations, **sampling) -> list[str]   # batched generation
         backend.encode_preference(...), backend.encode_sft(...)  # training examples
-        backend.collate(...)                              # padded training batch
+        backend.collate_preference(...), backend.collate_sft(...)  # padded training batches
         backend.vision_module_names(), backend.lora_target_modules()
         backend.merge_and_save(model, out_dir)
 

@@ -24,3 +24,11 @@ def test_every_package_folder_is_listed_in_pyproject():
 def test_registry_ships_inside_the_plugins_package():
     link = ROOT / "plugins" / "registry.yaml"
     assert link.resolve() == (ROOT / "registry.yaml").resolve()
+
+
+def test_test_files_have_unique_names():
+    # pytest's default import mode imports test modules by basename: two test_stage.py in
+    # different folders stop the whole run at collection.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"rename these test files, their names repeat: {duplicates}"
