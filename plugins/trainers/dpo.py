@@ -55,11 +55,11 @@ class DPO:
         #: One vision pass per pair instead of four (needs freeze_vision).
         reuse_vision_features: bool = True
         max_length: int = attrs.field(default=8192, validator=_pos)
-        #: Video input during training (SPEC §5): frames per second, at most this many frames,
-        #: at most this many pixels per frame.
-        fps: float = attrs.field(default=2.0, validator=_pos)
-        max_frames: int = attrs.field(default=100, validator=_pos)
-        max_pixels: int = attrs.field(default=90_000, validator=_pos)
+        #: Video input during training: frames per second, at most this many frames, at most
+        #: this many pixels per frame. Unset: the backend's own options (SPEC §5: 2, 100, 90000).
+        fps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+        max_frames: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+        max_pixels: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
         #: Checkpoint every this many optimizer steps (a re-run resumes from the last one).
         save_steps: int = attrs.field(default=50, validator=_pos)
         save_total_limit: int = attrs.field(default=2, validator=_pos)

@@ -34,9 +34,9 @@ class SFT:
         #: (LoRA on its linear layers) or ``frozen``.
         vision: str = attrs.field(default="full", validator=attrs.validators.in_(("full", "lora", "frozen")))
         max_length: int = attrs.field(default=8192, validator=_pos)
-        fps: float = attrs.field(default=2.0, validator=_pos)
-        max_frames: int = attrs.field(default=100, validator=_pos)
-        max_pixels: int = attrs.field(default=90_000, validator=_pos)
+        fps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+        max_frames: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+        max_pixels: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
         save_steps: int = attrs.field(default=50, validator=_pos)
         save_total_limit: int = attrs.field(default=2, validator=_pos)
         keep_checkpoints: bool = False

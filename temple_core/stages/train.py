@@ -4,6 +4,7 @@ Each entry of ``train.stages`` names its trainer, its data and the trainer's opt
 
     - {trainer: dpo, difficulty: 16}                 # this run's pairs at r = 16
     - {trainer: dpo, data: other_run/generate/pairs.jsonl, lr: 1e-6}
+    - {trainer: dpo, data: other_run/generate/pairs.jsonl, difficulty: 8}   # its r = 8 pairs
     - {trainer: sft, data: examples/sft/sample.jsonl}
 
 After each stage the adapter is merged into the weights; the merged model is the next
@@ -88,8 +89,7 @@ def check_recipe(recipe, plugins) -> None:
         data = structurer.value(str | None, entry.get("data"), f"{path}.data")
         perturbations = structurer.value(list[str] | None, entry.get("perturbations"), f"{path}.perturbations")
         name = structurer.value(str, entry.get("name", trainer.name), f"{path}.name")
-        if difficulty is not None and data is not None:
-            raise RecipeError(path, "give either difficulty (this run's pairs) or data (a file), not both")
+        # With data, difficulty picks that file's pairs at r (another run's pairs: transfer).
         if data is not None:
             from pathlib import Path
 
@@ -165,9 +165,10 @@ def stage_data(ctx, stage: Stage):
     path = Path(stage.data).expanduser()
     first = next(iter(read_jsonl(path)), None)
     if first is not None and "chosen" in first and "rejected" in first:
-        return "pairs", training_data.load_pairs(path, None, stage.perturbations)
-    if stage.perturbations is not None:
-        raise RecipeError(f"train.stages[{stage.index}].perturbations", f"{path} is an SFT file, not pairs")
+        return "pairs", training_data.load_pairs(path, stage.difficulty, stage.perturbations)
+    for key in ("perturbations", "difficulty"):
+        if getattr(stage, key) is not None:
+            raise RecipeError(f"train.stages[{stage.index}].{key}", f"{path} is an SFT file, not pairs")
     return "sft", training_data.load_sft(path)
 
 
@@ -201,6 +202,14 @@ def _describe_start(spec: ComponentSpec) -> str:
     return spec.name
 
 
+def single_process_cpu_launch(env) -> bool:
+    """``accelerate launch --cpu --num_processes N`` (N > 1) without mpirun starts ONE process:
+    accelerate's simple launcher sets ``MASTER_ADDR`` for N processes but spawns one, with no
+    ``WORLD_SIZE``. Training still works (same global batch), on one process."""
+    use_cpu = str(env.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes")
+    return use_cpu and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
+
+
 def run(ctx, callbacks: list | None = None) -> dict:
     """Run ``train.stages`` in order; a finished stage (merged weights + done marker) is kept.
 
@@ -215,7 +224,16 @@ def run(ctx, callbacks: list | None = None) -> dict:
     from temple_core.training.data import drop_unreadable
     from temple_core.store import write_jsonl_atomic
 
+    import os
+
     log = print if ctx.is_main else (lambda *a, **k: None)
+    if single_process_cpu_launch(os.environ):
+        log(
+            "[train] warning: `accelerate launch --cpu --num_processes N` started one process (accelerate needs "
+            "mpirun for several CPU processes); training on 1 process. For N CPU processes (gloo): "
+            "torchrun --nproc_per_node N -m temple_core run RECIPE, or on a machine without GPUs "
+            "accelerate launch --multi_gpu --num_processes N -m temple_core run RECIPE"
+        )
     config = ctx.recipe.train
     train_dir = ctx.stage_dir("train")
     stage_dirs = [train_dir / stage.dir_name for stage in config.stages]
@@ -288,6 +306,7 @@ def run(ctx, callbacks: list | None = None) -> dict:
         summary = dict(trainer.train(tctx) or {})
         summary.update(
             stage=stage.dir_name, trainer=stage.trainer.name, samples=len(items), skipped=len(skipped),
+            processes=ctx.world_size,
             start=start, merged=str(tctx.merged_dir), seconds=round(time.time() - began, 2),
         )
         del backend, trainer, tctx  # free the model before the next stage loads its own

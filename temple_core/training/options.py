@@ -76,6 +76,12 @@ def accumulation_steps(batch_size: int, per_device: int, world_size: int, where:
     return batch_size // per_step
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def precision_flags(precision: str) -> dict[str, bool]:
     """``bf16`` / ``fp16`` flags for TRL's config. ``auto``: bf16 on a GPU that has it, else fp32
     (CPU runs stay fp32, which is what makes them bit-repeatable)."""
@@ -84,6 +90,12 @@ def precision_flags(precision: str) -> dict[str, bool]:
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def video_options(options) -> dict[str, Any]:
+    """The stage's video sampling overrides; what it leaves unset is the backend's own."""
+    keys = ("fps", "max_frames", "max_pixels")
+    return {k: getattr(options, k) for k in keys if getattr(options, k) is not None}
 
 
 def build_config(config_class: str, options, tctx, **specific: Any):
@@ -109,9 +121,14 @@ def build_config(config_class: str, options, tctx, **specific: Any):
         report_to=[],
         disable_tqdm=True,  # our own bar (CompactProgressCallback) replaces transformers' printing one
         remove_unused_columns=False,
-        gradient_checkpointing=options.gradient_checkpointing,
+        activation_checkpointing=options.gradient_checkpointing,
         max_length=options.max_length,
         dataloader_num_workers=options.num_workers,
+        dataloader_pin_memory=_cuda(),
+        # Without a GPU, say so: transformers then sets up gloo DDP for a multi-process launch
+        # (torchrun, accelerate launch --multi_gpu) instead of silently training each process
+        # alone.
+        use_cpu=not _cuda(),
         **precision_flags(options.precision),
     )
     kwargs.update(specific)

@@ -116,7 +116,7 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
     """The stage's trainer (model with a fresh LoRA adapter, TRL config, video collator)."""
     from datasets import Dataset
 
-    from temple_core.training.options import build_config, lora_config
+    from temple_core.training.options import build_config, lora_config, video_options
     from temple_core.training.runner import seed_everything, stage_callbacks
 
     if options.reuse_vision_features and not options.freeze_vision:
@@ -138,7 +138,7 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
         for p in tctx.data
     ]
     collator = PreferenceCollator(
-        backend, {"fps": options.fps, "max_frames": options.max_frames, "max_pixels": options.max_pixels}, options.max_length
+        backend, video_options(options), options.max_length
     )
     vision = "frozen" if options.freeze_vision else "full"
     trainer = VideoDPOTrainer(

@@ -47,7 +47,7 @@ def train_sft(options, tctx) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from temple_core.training.options import build_config, lora_config
+    from temple_core.training.options import build_config, lora_config, video_options
     from temple_core.training.runner import seed_everything, stage_callbacks, train_and_merge
 
     seed_everything(tctx.seed)
@@ -62,7 +62,7 @@ def train_sft(options, tctx) -> dict[str, Any]:
     )
     rows = [{"id": s["id"], "messages": json.dumps(s["messages"]), "videos": s["videos"]} for s in tctx.data]
     collator = SFTCollator(
-        backend, {"fps": options.fps, "max_frames": options.max_frames, "max_pixels": options.max_pixels}, options.max_length
+        backend, video_options(options), options.max_length
     )
     trainer = SFTTrainer(
         model=model,

@@ -72,3 +72,40 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def stage_context(backend, pairs_or_samples, out_dir: Path, kind: str = "pairs", seed: int = 0, callbacks=(), name="0-dpo"):
+    """A :class:`TrainStageContext` for one stage, as the train stage builds it."""
+    from temple_core.training.context import TrainStageContext
+
+    return TrainStageContext(
+        index=int(name.split("-")[0]),
+        name=name,
+        trainer=name.split("-", 1)[1],
+        where=f"train.stages[{name.split('-')[0]}]",
+        backend=backend,
+        start="test",
+        kind=kind,
+        data=list(pairs_or_samples),
+        out_dir=out_dir,
+        seed=seed,
+        progress=False,
+        callbacks=list(callbacks),
+    )
+
+
+def build_backend(name: str = "qwen2_vl", **options):
+    """A backend component as a recipe's ``train.backend`` would build it."""
+    from temple_core.config import Structurer
+    from temple_core.plugins import get_plugin_manager
+
+    plugins = get_plugin_manager()
+    spec = Structurer(plugins).component("backends", {"name": name, **options}, "train.backend")
+    return spec.build(plugins)
+
+
+def state_dict_of(folder: Path, backend: str = "qwen2_vl") -> dict:
+    """Every weight of a saved model folder, loaded the way a stage loads it (the backend's
+    ``path:``), so names are the model's own (not the checkpoint's on-disk names)."""
+    model = build_backend(backend, path=str(folder)).load_model()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,122 @@
+"""A 4-stage DPO curriculum then SFT from one recipe: each stage starts from (and is
+referenced against) the previous stage's merged weights; the vision tower is untouched by DPO
+and trained by SFT; the final merged model loads with the backend's ``path:``; a re-run
+trains nothing again."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from temple_core.plugins import get_plugin_manager
+from temple_core.recipe import recipe_from_data
+from temple_core.stages import StageContext
+from temple_core.stages import train as train_stage
+from trainutil import build_backend, easy_pairs, state_dict_of, write_jsonl, write_videos
+
+ROOT = Path(__file__).resolve().parents[2]
+SFT_FILE = ROOT / "examples" / "sft" / "sample.jsonl"
+SMALL = {"batch_size": 2, "per_device_batch_size": 2, "max_steps": 2, "warmup_ratio": 0.0, "lr": 1e-3,
+         "gradient_checkpointing": False, "max_length": 512, "fps": 1.0, "save_steps": 1000}
+
+
+def base_weights(model) -> dict[str, torch.Tensor]:
+    """The weights under the adapter (what the reference runs on), named as in a saved model."""
+    weights = {}
+    for name, tensor in model.get_base_model().state_dict().items():
+        if "lora_" in name or ".modules_to_save." in name:
+            continue
+        name = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+        weights[name] = tensor.detach().clone()
+    return weights
+
+
+class StartRecorder(TrainerCallback):
+    """Records each stage's starting weights as the trainer sees them when training begins."""
+
+    def __init__(self):
+        self.starts = []
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.starts.append(base_weights(model))
+
+
+def same(a: dict, b: dict, keys) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in keys)
+
+
+@pytest.fixture(scope="module")
+def curriculum(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("curriculum")
+    run_dir = tmp / "run"
+    videos = write_videos(tmp / "videos", 2)
+    write_jsonl(run_dir / "generate" / "pairs.jsonl", [p for r in (16, 8, 4, 2) for p in easy_pairs(videos, r)])
+    stages = [{"trainer": "dpo", "difficulty": r, **SMALL} for r in (16, 8, 4, 2)]
+    stages.append({"trainer": "sft", "data": str(SFT_FILE), **SMALL})
+    plugins = get_plugin_manager()
+    recipe = recipe_from_data(
+        {"run_dir": str(run_dir), "seed": 3, "train": {"backend": {"name": "qwen2_vl", "preset": "tiny-random"}, "stages": stages}},
+        plugins=plugins,
+    )
+    recorder = StartRecorder()
+    ctx = StageContext(recipe, run_dir, plugins, progress=False)
+    summary = train_stage.run(ctx, callbacks=[recorder])
+    return ctx, summary, recorder
+
+
+def test_each_stage_starts_from_and_refers_to_the_previous_merged_weights(curriculum):
+    ctx, summary, recorder = curriculum
+    train_dir = ctx.run_dir / "train"
+    names = ["0-dpo", "1-dpo", "2-dpo", "3-dpo", "4-sft"]
+    assert [s["stage"] for s in summary["stages"]] == names
+    assert len(recorder.starts) == 5
+    for k in range(1, 5):
+        previous = state_dict_of(train_dir / names[k - 1] / "merged")
+        start = recorder.starts[k]
+        assert set(previous) == set(start), names[k]
+        assert same(previous, start, previous), f"{names[k]} did not start from {names[k - 1]}/merged"
+        # ... and training changed something, so the chain is not trivially equal.
+        assert not same(previous, recorder.starts[k - 1], previous)
+
+
+def test_vision_tower_frozen_in_dpo_trained_in_sft(curriculum):
+    ctx, _, recorder = curriculum
+    train_dir = ctx.run_dir / "train"
+    backend = build_backend(path=str(train_dir / "0-dpo" / "merged"))
+    prefixes = tuple(n + "." for n in backend.vision_module_names(backend.load_model()))
+    first = recorder.starts[0]
+    vision = [k for k in first if k.startswith(prefixes)]
+    assert vision
+    for name in ("0-dpo", "1-dpo", "2-dpo", "3-dpo"):
+        assert same(state_dict_of(train_dir / name / "merged"), first, vision), f"{name} changed the vision tower"
+    sft = state_dict_of(train_dir / "4-sft" / "merged")
+    changed = [k for k in vision if not torch.equal(sft[k], first[k])]
+    assert len(changed) > len(vision) // 2, "SFT left the vision tower as it was"
+
+
+def test_outputs_curves_and_final_model(curriculum):
+    ctx, summary, _ = curriculum
+    train_dir = ctx.run_dir / "train"
+    for stage in summary["stages"]:
+        folder = train_dir / stage["stage"]
+        assert (folder / "metrics.jsonl").is_file() and (folder / "curves.png").stat().st_size > 1000
+        assert (folder / "_done.json").is_file() and (folder / "adapter").is_dir()
+        assert not (folder / "checkpoints").exists()
+    assert (train_dir / "curves.png").stat().st_size > 1000
+    assert summary["final_model"] == str(train_dir / "4-sft" / "merged")
+    backend = build_backend(path=summary["final_model"])
+    (answer,) = backend.chat(
+        [[{"role": "user", "content": [{"type": "video", "path": str(ROOT / "examples/sft/videos/red_then_blue.mp4")}, {"type": "text", "text": "Describe the video."}]}]],
+        max_new_tokens=5,
+        do_sample=False,
+    )
+    assert isinstance(answer, str)
+
+
+def test_rerun_trains_nothing(curriculum):
+    ctx, summary, _ = curriculum
+    before = {p: p.stat().st_mtime_ns for p in (ctx.run_dir / "train").glob("*/merged/*")}
+    again = train_stage.run(ctx)
+    assert [s["status"] for s in again["stages"]] == ["up to date"] * 5
+    assert {p: p.stat().st_mtime_ns for p in (ctx.run_dir / "train").glob("*/merged/*")} == before

@@ -1,0 +1,115 @@
+"""The dpo trainer on a real tiny Qwen2-VL with real TRL: the loss is the sigmoid DPO loss of
+the policy/reference log-probabilities, it learns easy pairs, and one vision pass per pair
+gives the same loss as four."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from temple_core.records import Pair
+from temple_core.training.metrics import read_metrics
+from temple_core.training.video_dpo import build_dpo_trainer
+from temple_plugins.trainers.dpo import DPO
+from trainutil import build_backend, easy_pairs, stage_context, write_videos
+
+STEPS = 40
+BETA = 0.1
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A DPO stage trained for STEPS steps on easy pairs (lr far above the paper's)."""
+    tmp = tmp_path_factory.mktemp("dpo")
+    videos = write_videos(tmp / "videos", 4)
+    pairs = [Pair.from_dict(p) for p in easy_pairs(videos, per_video=2)]
+    backend = build_backend(preset="tiny-random")
+    options = DPO.Options(
+        beta=BETA, lr=2e-3, batch_size=2, per_device_batch_size=2, max_steps=STEPS, warmup_ratio=0.0,
+        lr_scheduler="constant", gradient_checkpointing=False, max_length=512, fps=1.0, save_steps=1000,
+    )
+    tctx = stage_context(backend, pairs, tmp / "0-dpo")
+    trainer, collator = build_dpo_trainer(options, tctx)
+    trainer.train()
+    return trainer, collator, pairs, tctx
+
+
+def rows(pairs):
+    return [{"pair_id": p.pair_id, "video_path": p.video_path, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def completion_logps(trainer, model, batch, side):
+    """Summed log-probabilities of one side's completion tokens, from a plain forward
+    (full logits, raw video tensors: none of the trainer's shortcuts)."""
+    inputs = {k[len(side) + 1 :]: v for k, v in batch.items() if k.startswith(side + "_")}
+    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
+    labels = inputs.pop("labels")
+    inputs.update(trainer.backend.model_inputs(shared, vision_features=None, repeat=1))
+    logits = model(**inputs).logits[:, :-1].float()
+    target = labels[:, 1:]
+    per_token = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (per_token * (target != -100)).sum(-1)
+
+
+def test_reported_loss_is_sigmoid_dpo_of_policy_and_reference_logps(trained):
+    trainer, collator, pairs, _ = trained
+    batch = collator(rows(pairs[:4]))
+    model = trainer.model
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch)).item()
+        mode = "train" if model.training else "eval"
+        margin = trainer._metrics[mode]["rewards/margins"][-1]
+        chosen_reward = trainer._metrics[mode]["rewards/chosen"][-1]
+        pc, pr = completion_logps(trainer, model, batch, "chosen"), completion_logps(trainer, model, batch, "rejected")
+        with model.disable_adapter():  # the reference: the same weights without the adapter
+            rc, rr = completion_logps(trainer, model, batch, "chosen"), completion_logps(trainer, model, batch, "rejected")
+    logits = BETA * ((pc - rc) - (pr - rr))
+    expected = -F.logsigmoid(logits).mean().item()
+    assert abs((pc - rc).abs().max().item()) > 1e-2  # the policy has moved away from the reference
+    assert loss == pytest.approx(expected, abs=1e-5)
+    assert margin == pytest.approx(logits.mean().item(), abs=1e-5)
+    assert chosen_reward == pytest.approx((BETA * (pc - rc)).mean().item(), abs=1e-5)
+
+
+def test_easy_pairs_are_learned(trained):
+    _, _, _, tctx = trained
+    metrics = read_metrics(tctx.out_dir)
+    assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
+    loss = [m["loss"] for m in metrics]
+    accuracy = [m["rewards/accuracies"] for m in metrics]
+    assert loss[0] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 0: log 2
+    assert sum(loss[-5:]) / 5 < sum(loss[:5]) / 5 - 0.1
+    assert sum(accuracy[-10:]) / 10 > 0.9 > sum(accuracy[:3]) / 3
+    for key in ("grad_norm", "learning_rate", "rewards/chosen", "rewards/rejected", "rewards/margins"):
+        assert all(m[key] is not None for m in metrics), key
+
+
+class VisionCounter:
+    """Counts the videos the vision tower encodes (rows of the grid it is given)."""
+
+    def __init__(self, module):
+        self.videos = 0
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        grid = kwargs.get("grid_thw")
+        self.videos += int(grid.shape[0]) if grid is not None else 1
+
+
+def test_one_vision_pass_per_pair_gives_the_same_loss(trained):
+    trainer, collator, pairs, _ = trained
+    batch = collator(rows(pairs[:4]))
+    model = trainer.model
+    base = model.get_base_model()
+    (vision_name,) = trainer.backend.vision_module_names(base)[:1]
+    counter = VisionCounter(base.get_submodule(vision_name))
+    losses = {}
+    with torch.no_grad():
+        for reuse in (True, False):
+            trainer.reuse_vision_features = reuse
+            counter.videos = 0
+            losses[reuse] = (trainer.compute_loss(model, dict(batch)).item(), counter.videos)
+    trainer.reuse_vision_features = True
+    counter.handle.remove()
+    assert losses[True][0] == pytest.approx(losses[False][0], abs=1e-5)
+    assert losses[True][1] == 4  # 4 pairs: one pass each
+    assert losses[False][1] == 16  # chosen + rejected, policy + reference

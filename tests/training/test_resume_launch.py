@@ -1,0 +1,131 @@
+"""An interrupted stage resumes from its checkpoint and ends where an uninterrupted run ends;
+``accelerate launch`` with 2 CPU processes (gloo) gives the metrics file one process gives."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import TrainerCallback
+
+from temple_core.plugins import get_plugin_manager
+from temple_core.recipe import recipe_from_data
+from temple_core.stages import StageContext
+from temple_core.stages import train as train_stage
+from temple_core.store import read_jsonl
+from trainutil import easy_pairs, state_dict_of, write_jsonl, write_videos
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE = {"trainer": "dpo", "difficulty": 16, "batch_size": 2, "per_device_batch_size": 1, "max_steps": 6,
+         "warmup_ratio": 0.0, "lr": 1e-3, "gradient_checkpointing": False, "max_length": 512, "fps": 1.0,
+         "save_steps": 2, "save_total_limit": 5}
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAfterFirstSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise Interrupted(f"interrupted after the checkpoint of step {state.global_step}")
+
+
+def make_recipe(run_dir, videos, stage=STAGE):
+    write_jsonl(run_dir / "generate" / "pairs.jsonl", easy_pairs(videos, 16, per_video=2))
+    return {"run_dir": str(run_dir), "seed": 7, "train": {"backend": {"name": "qwen2_vl", "preset": "tiny-random"}, "stages": [stage]}}
+
+
+def run(data, callbacks=()):
+    plugins = get_plugin_manager()
+    recipe = recipe_from_data(data, plugins=plugins)
+    ctx = StageContext(recipe, Path(recipe.run_dir), plugins, progress=False)
+    return train_stage.run(ctx, callbacks=list(callbacks))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return write_videos(tmp_path_factory.mktemp("videos"), 2)
+
+
+def test_interrupted_stage_resumes_to_the_same_weights(tmp_path, videos):
+    whole = run(make_recipe(tmp_path / "whole", videos))
+    assert whole["stages"][0]["steps"] == 6
+
+    cut = make_recipe(tmp_path / "cut", videos)
+    with pytest.raises(Interrupted):
+        run(cut, callbacks=[InterruptAfterFirstSave()])
+    stage_dir = tmp_path / "cut" / "train" / "0-dpo"
+    assert (stage_dir / "checkpoints" / "checkpoint-2").is_dir() and not (stage_dir / "_done.json").exists()
+    resumed = run(cut)
+    assert resumed["stages"][0]["resumed_from"].endswith("checkpoint-2")
+    steps = [m["step"] for m in read_jsonl(stage_dir / "metrics.jsonl")]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the steps redone after the checkpoint are not counted twice
+
+    a = state_dict_of(tmp_path / "whole" / "train" / "0-dpo" / "merged")
+    b = state_dict_of(stage_dir / "merged")
+    assert set(a) == set(b)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run ended on other weights"
+    whole_metrics = read_jsonl(tmp_path / "whole" / "train" / "0-dpo" / "metrics.jsonl")
+    cut_metrics = read_jsonl(stage_dir / "metrics.jsonl")
+    assert [m["loss"] for m in cut_metrics] == pytest.approx([m["loss"] for m in whole_metrics], abs=1e-6)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, videos):
+    short = {**STAGE, "max_steps": 2, "save_steps": 100}
+    for name, seed in (("a", 7), ("again", 7), ("b", 8)):
+        run(dict(make_recipe(tmp_path / name, videos, short), seed=seed))
+    a, again, b = (state_dict_of(tmp_path / n / "train" / "0-dpo" / "merged") for n in ("a", "again", "b"))
+    assert all(torch.equal(a[k], again[k]) for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
+def test_accelerate_launch_two_cpu_processes(tmp_path, videos):
+    """Two processes over gloo. accelerate 1.15's ``--cpu --num_processes 2`` starts only one
+    process (it needs mpirun for more), so the launch is examples/accelerate/cpu_2proc.yaml:
+    accelerate's torchrun launcher, no GPU visible."""
+    stage = {**STAGE, "batch_size": 4, "max_steps": 3, "save_steps": 100}
+    one = make_recipe(tmp_path / "one", videos, stage)
+    run(one)
+    two = make_recipe(tmp_path / "two", videos, stage)
+    recipe_path = tmp_path / "two.yaml"
+    recipe_path.write_text(yaml.safe_dump(two))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        ["accelerate", "launch", "--config_file", str(ROOT / "examples" / "accelerate" / "cpu_2proc.yaml"),
+         "--main_process_port", str(free_port()), "-m", "temple_core", "run", str(recipe_path), "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    final = json.loads((tmp_path / "two" / "train" / "final.json").read_text())
+    assert final["stages"][0]["processes"] == 2
+    single = read_jsonl(tmp_path / "one" / "train" / "0-dpo" / "metrics.jsonl")
+    double = read_jsonl(tmp_path / "two" / "train" / "0-dpo" / "metrics.jsonl")
+    assert [m["step"] for m in double] == [m["step"] for m in single] == [1, 2, 3]
+    assert [sorted(m) for m in double] == [sorted(m) for m in single]
+    # Same global batch (4 pairs a step: 4 accumulated on one process, 2 x 2 on two) in the
+    # same seeded order: step 1 sees the same pairs at the same weights, so the same mean
+    # log-probabilities and token count (gathered over both processes).
+    for key in ("logps/chosen", "logps/rejected", "num_tokens"):
+        assert double[0][key] == pytest.approx(single[0][key], abs=1e-4), key
+    assert (tmp_path / "two" / "train" / "0-dpo" / "merged").is_dir()
+
+
+def test_single_process_cpu_launch_is_detected():
+    from temple_core.stages.train import single_process_cpu_launch
+
+    # What accelerate's simple launcher gives `--cpu --num_processes 2`: one process, no WORLD_SIZE.
+    assert single_process_cpu_launch({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
+    assert not single_process_cpu_launch({"ACCELERATE_USE_CPU": "True"})  # --num_processes 1
+    assert not single_process_cpu_launch({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "x", "WORLD_SIZE": "2"})
