@@ -128,7 +128,7 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
 
 
 def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool = True) -> list[Path]:
-    """Every input video of the recipe, sorted and without repeats.
+    """Every input video of the recipe (absolute paths, in the order given, without repeats).
 
     ``materialize`` writes the built-in samples first; without it they are only named.
     """
@@ -158,9 +158,12 @@ def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool 
                 raise RecipeError(f"videos.samples[{i}]", f"unknown sample set {name!r}; available: {', '.join(samples.SAMPLES)}")
             if materialize:
                 found.extend(samples.materialize(name, Path(run_dir) / "videos"))
+    # Absolute paths: every record downstream (videos.jsonl, pairs.jsonl, exports) must name
+    # the same file whatever directory a later stage or another tool runs from.
     unique: dict[str, Path] = {}
     for path in found:
-        unique.setdefault(str(path.resolve()), path)
+        resolved = path.resolve()
+        unique.setdefault(str(resolved), resolved)
     return list(unique.values())
 
 

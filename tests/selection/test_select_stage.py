@@ -190,13 +190,17 @@ def test_accelerate_launch_two_processes(tmp_path, videos_dir, bad_files, plugin
     _, single = run_select(tmp_path / "one", paths, plugins, select)
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe_data(tmp_path / "two", paths, select)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # accelerate 1.15's `--cpu --num_processes 2` starts ONE process (more need mpirun); the
+    # example config launches 2 CPU processes through torchrun (see its comments).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    config = HERE.parent.parent / "examples" / "accelerate" / "cpu_2proc.yaml"
     result = subprocess.run(
-        ["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(HERE / "run_select.py"), str(recipe_path)],
+        ["accelerate", "launch", "--config_file", str(config), "--main_process_port", "29541",
+         str(HERE / "run_select.py"), str(recipe_path)],
         capture_output=True, text=True, env=env, timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(recipe_path.with_suffix(".ranks").read_text().split()) == ["0/2", "1/2"], "two processes ran"
     merged = read_jsonl(tmp_path / "two" / "select" / "videos.jsonl")
     assert merged == single
     assert json.loads((tmp_path / "two" / "select" / "_stage.json").read_text())["summary"]["videos"] == len(paths)
