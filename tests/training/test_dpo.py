@@ -2,6 +2,8 @@
 the policy/reference log-probabilities, it learns easy pairs, and one vision pass per pair
 gives the same loss as four."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,3 +115,42 @@ def test_one_vision_pass_per_pair_gives_the_same_loss(trained):
     assert losses[True][0] == pytest.approx(losses[False][0], abs=1e-5)
     assert losses[True][1] == 4  # 4 pairs: one pass each
     assert losses[False][1] == 16  # chosen + rejected, policy + reference
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl2_5"])
+def test_other_backend_families_train_with_the_same_trainers(tmp_path, family):
+    """DPO (vision frozen, one vision pass per pair, same loss) and SFT on the other families."""
+    from temple_core.training.data import load_sft
+    from temple_core.training.video_dpo import train_dpo
+    from temple_plugins.trainers.sft import SFT
+    from trainutil import state_dict_of
+
+    videos = write_videos(tmp_path / "videos", 2)
+    pairs = [Pair.from_dict(p) for p in easy_pairs(videos, per_video=1)]
+    small = dict(lr=1e-3, batch_size=2, per_device_batch_size=2, max_steps=2, warmup_ratio=0.0,
+                 gradient_checkpointing=False, max_length=1024, fps=1.0, save_steps=1000)
+    backend = build_backend(family, preset="tiny-random")
+    start = {k: v.clone() for k, v in backend.load_model().state_dict().items()}
+    vision = tuple(n + "." for n in backend.vision_module_names(backend.load_model()))
+    trainer, collator = build_dpo_trainer(DPO.Options(**small), stage_context(backend, pairs, tmp_path / "0-dpo"))
+    trainer.train()
+    batch = collator(rows(pairs))
+    with torch.no_grad():
+        reused = trainer.compute_loss(trainer.model, dict(batch)).item()
+        trainer.reuse_vision_features = False
+        repeated = trainer.compute_loss(trainer.model, dict(batch)).item()
+    assert reused == pytest.approx(repeated, abs=1e-5)
+
+    backend = build_backend(family, preset="tiny-random")
+    train_dpo(DPO.Options(**small), stage_context(backend, pairs, tmp_path / "dpo"))
+    merged = state_dict_of(tmp_path / "dpo" / "merged", family)
+    names = [k for k in start if k.startswith(vision)]
+    assert names and all(torch.equal(merged[k], start[k]) for k in names)
+    assert any(not torch.equal(merged[k], start[k]) for k in start if not k.startswith(vision))
+
+    samples = load_sft(Path(__file__).resolve().parents[2] / "examples" / "sft" / "sample.jsonl")
+    sft = SFT(SFT.Options(**{**small, "max_length": 2048}))
+    summary = sft.train(stage_context(build_backend(family, preset="tiny-random"), samples, tmp_path / "1-sft", kind="sft", name="1-sft"))
+    assert summary["steps"] == 2
+    merged = state_dict_of(tmp_path / "1-sft" / "merged", family)
+    assert any(not torch.equal(merged[k], start[k]) for k in names)  # SFT trains the vision tower
