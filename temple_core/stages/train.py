@@ -271,9 +271,9 @@ def run(ctx, callbacks: list | None = None) -> dict:
 
         kind, items = stage_data(ctx, stage)
         if kind == "pairs":
-            items, skipped = drop_unreadable(items, lambda p: [p.video_path], lambda p: p.pair_id)
+            items, skipped = drop_unreadable(items, lambda p: [p.video_path], lambda p: p.pair_id, ctx.progress)
         else:
-            items, skipped = drop_unreadable(items, lambda s: s["videos"], lambda s: s["id"])
+            items, skipped = drop_unreadable(items, lambda s: s["videos"], lambda s: s["id"], ctx.progress)
         if ctx.is_main:
             write_jsonl_atomic(out_dir / "skipped.jsonl", skipped)
         if skipped:

@@ -190,19 +190,21 @@ def probe_video(path: str) -> str | None:
     return None
 
 
-def probe_videos(paths: Iterable[str]) -> dict[str, str]:
+def probe_videos(paths: Iterable[str], progress: bool = False) -> dict[str, str]:
     """``{path: reason}`` for each unusable video (each distinct path is probed once)."""
+    from tqdm.auto import tqdm
+
     bad = {}
-    for path in sorted(set(paths)):
+    for path in tqdm(sorted(set(paths)), desc="checking videos", unit="video", disable=not progress, leave=False):
         reason = probe_video(path)
         if reason is not None:
             bad[path] = reason
     return bad
 
 
-def drop_unreadable(items: list, videos_of, id_of) -> tuple[list, list[dict[str, Any]]]:
+def drop_unreadable(items: list, videos_of, id_of, progress: bool = False) -> tuple[list, list[dict[str, Any]]]:
     """``(usable items, skipped records)``: items with any unreadable video are skipped."""
-    bad = probe_videos(v for item in items for v in videos_of(item))
+    bad = probe_videos((v for item in items for v in videos_of(item)), progress)
     kept, skipped = [], []
     for item in items:
         reasons = [bad[v] for v in videos_of(item) if v in bad]

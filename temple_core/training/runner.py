@@ -40,6 +40,18 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
+def merge_saved_adapter(tctx, out_dir) -> None:
+    """Merge ``adapter/`` into a fresh copy of the stage's starting weights and save it.
+
+    What a sharded (FSDP) run does after training, and a check that ``adapter/`` alone, on
+    top of the starting weights, is the stage's result."""
+    from peft import PeftModel
+
+    backend = type(tctx.backend)(tctx.backend.options)  # same start, not the trained instance
+    model = PeftModel.from_pretrained(backend.load_model(), str(tctx.adapter_dir))
+    backend.merge_and_save(model, out_dir)
+
+
 def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, Any]:
     """Train (resuming when a checkpoint exists), save the adapter, merge, save the merged model."""
     _use_compact_progress(trainer, tctx)
@@ -53,10 +65,13 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
     trainer.save_model(str(tctx.adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if tctx.is_main:
-        model = trainer.accelerator.unwrap_model(trainer.model)
         tmp = tctx.merged_dir.with_name("merged.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tctx.backend.merge_and_save(model, tmp)
+        if trainer.is_fsdp_enabled:
+            # Sharded parameters cannot be merged in place: rebuild from the gathered adapter.
+            merge_saved_adapter(tctx, tmp)
+        else:
+            tctx.backend.merge_and_save(trainer.accelerator.unwrap_model(trainer.model), tmp)
         shutil.rmtree(tctx.merged_dir, ignore_errors=True)
         tmp.rename(tctx.merged_dir)  # a merged/ folder is always complete
         if not keep_checkpoints:

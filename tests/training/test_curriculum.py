@@ -13,6 +13,7 @@ from temple_core.plugins import get_plugin_manager
 from temple_core.recipe import recipe_from_data
 from temple_core.stages import StageContext
 from temple_core.stages import train as train_stage
+from temple_core.store import read_jsonl
 from trainutil import build_backend, easy_pairs, state_dict_of, write_jsonl, write_videos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,10 @@ def curriculum(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("curriculum")
     run_dir = tmp / "run"
     videos = write_videos(tmp / "videos", 2)
-    write_jsonl(run_dir / "generate" / "pairs.jsonl", [p for r in (16, 8, 4, 2) for p in easy_pairs(videos, r)])
+    pairs = [p for r in (16, 8, 4, 2) for p in easy_pairs(videos, r)]
+    # One pair whose video is gone: skipped and counted, not fatal.
+    pairs.append({**pairs[0], "pair_id": "lost", "video_path": str(tmp / "videos" / "deleted.mp4")})
+    write_jsonl(run_dir / "generate" / "pairs.jsonl", pairs)
     stages = [{"trainer": "dpo", "difficulty": r, **SMALL} for r in (16, 8, 4, 2)]
     stages.append({"trainer": "sft", "data": str(SFT_FILE), **SMALL})
     plugins = get_plugin_manager()
@@ -112,6 +116,29 @@ def test_outputs_curves_and_final_model(curriculum):
         do_sample=False,
     )
     assert isinstance(answer, str)
+
+
+def test_unreadable_video_is_skipped_and_counted(curriculum):
+    ctx, summary, _ = curriculum
+    assert [s["skipped"] for s in summary["stages"]] == [1, 0, 0, 0, 0]
+    assert [s["samples"] for s in summary["stages"]][:4] == [4, 4, 4, 4]
+    (skipped,) = read_jsonl(ctx.run_dir / "train" / "0-dpo" / "skipped.jsonl")
+    assert skipped["id"] == "lost" and "no such file" in skipped["reason"]
+
+
+def test_sft_curves_compared_with_another_run(curriculum, tmp_path):
+    """The paper's Figure 4: SFT loss / grad norm with DPO first (the curriculum run) vs without."""
+    ctx, _, _ = curriculum
+    plugins = get_plugin_manager()
+    recipe = recipe_from_data(
+        {"run_dir": str(tmp_path / "sft-only"), "seed": 3, "train": {
+            "backend": {"name": "qwen2_vl", "preset": "tiny-random"}, "compare_with": str(ctx.run_dir),
+            "stages": [{"trainer": "sft", "data": str(SFT_FILE), **SMALL}]}},
+        plugins=plugins,
+    )
+    summary = train_stage.run(StageContext(recipe, tmp_path / "sft-only", plugins, progress=False))
+    assert summary["comparison"] == str(tmp_path / "sft-only" / "train" / "sft_compare.png")
+    assert Path(summary["comparison"]).stat().st_size > 1000
 
 
 def test_rerun_trains_nothing(curriculum):

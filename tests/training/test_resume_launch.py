@@ -70,6 +70,14 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path, videos):
     b = state_dict_of(stage_dir / "merged")
     assert set(a) == set(b)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run ended on other weights"
+    # adapter/ on top of the starting weights is the stage's result (the path a sharded run takes).
+    from temple_core.training.runner import merge_saved_adapter
+    from trainutil import build_backend, stage_context
+
+    tctx = stage_context(build_backend(preset="tiny-random"), [], tmp_path / "whole" / "train" / "0-dpo")
+    merge_saved_adapter(tctx, tmp_path / "from-adapter")
+    c = state_dict_of(tmp_path / "from-adapter")
+    assert all(torch.equal(a[k], c[k]) for k in a)
     whole_metrics = read_jsonl(tmp_path / "whole" / "train" / "0-dpo" / "metrics.jsonl")
     cut_metrics = read_jsonl(stage_dir / "metrics.jsonl")
     assert [m["loss"] for m in cut_metrics] == pytest.approx([m["loss"] for m in whole_metrics], abs=1e-6)
