@@ -4,13 +4,59 @@ from __future__ import annotations
 
 from pathlib import Path
 
+OUTPUTS = {
+    "select": ["select/videos.jsonl"],
+    "generate": ["generate/pairs.jsonl", "generate/captions.jsonl", "generate/export/"],
+    "train": ["train/"],
+}
 
-def _format_value(value) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_format_value(v)}" for k, v in value.items())
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+
+def _counts(mapping) -> str:
+    return ", ".join(f"{k} {v}" for k, v in mapping.items()) if mapping else "none"
+
+
+def _select_lines(s: dict) -> list[str]:
+    lines = [f"videos {s.get('videos', 0)}: kept {s.get('kept', 0)}, rejected {s.get('rejected', 0)}, errors {s.get('error', 0)}"]
+    if s.get("reasons"):
+        lines.append(f"rejected because: {_counts(s['reasons'])}")
+    for error in (s.get("errors") or [])[:5]:
+        lines.append(f"error: {error}")
+    return lines
+
+
+def _generate_lines(s: dict) -> list[str]:
+    lines = [f"pairs {s.get('pairs', 0)} from {s.get('videos', 0)} videos (generator: {s.get('generator', '?')})"]
+    by_perturbation = s.get("pairs_by_perturbation") or {}
+    difficulties = list((s.get("pairs_by_difficulty") or {}).keys())
+    if by_perturbation and difficulties:
+        lines.append("pairs by r:      " + "  ".join(f"r={r:>3}" for r in difficulties))
+        for name, counts in by_perturbation.items():
+            lines.append(f"  {name:<14}" + "  ".join(f"{counts.get(r, 0):>5}" for r in difficulties))
+    if s.get("dropped"):
+        lines.append(f"dropped pairs: {_counts(s['dropped'])}")
+    return lines
+
+
+def _train_lines(s: dict) -> list[str]:
+    lines = []
+    for stage in s.get("stages", []):
+        loss = stage.get("train_loss")
+        loss_text = f", loss {loss:.4f}" if isinstance(loss, float) else ""
+        status = stage.get("status", "ran")
+        lines.append(
+            f"{stage.get('stage', '?'):<10} {status:<10} {stage.get('samples', '?')} samples, "
+            f"{stage.get('steps', '?')} steps{loss_text}, {stage.get('seconds', 0):.1f} s"
+        )
+    if s.get("final_model"):
+        lines.append(f"final model: {s['final_model']}")
+    return lines
+
+
+FORMATTERS = {"select": _select_lines, "generate": _generate_lines, "train": _train_lines}
+
+
+def _generic_lines(s: dict) -> list[str]:
+    return [f"{k}: {v}" for k, v in s.items()]
 
 
 def print_summary(recipe, results, seconds: float, out=print) -> None:
@@ -19,10 +65,12 @@ def print_summary(recipe, results, seconds: float, out=print) -> None:
         out("nothing to run")
         return
     if all(r.status == "up to date" for r in results):
-        out(f"everything is up to date in {run_dir}; nothing was run")
+        out(f"everything in {run_dir} is up to date: no work was done")
     out(f"temple run: {run_dir}  ({seconds:.1f} s)")
     for result in results:
         timing = f"{result.seconds:.1f} s" if result.status == "ran" else "up to date"
-        out(f"  {result.name:<9} {timing}")
-        for key, value in result.summary.items():
-            out(f"      {key}: {_format_value(value)}")
+        out(f"  {result.name} ({timing})")
+        for line in FORMATTERS.get(result.name, _generic_lines)(result.summary):
+            out(f"      {line}")
+        out(f"      outputs: {', '.join(str(run_dir / p) for p in OUTPUTS.get(result.name, []))}")
+    out(f"  report: temple report {run_dir}")

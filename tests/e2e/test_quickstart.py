@@ -1,0 +1,96 @@
+"""The README's main command, end to end: the quickstart recipe on the embedded CPU default.
+
+Runs the real examples/recipes/quickstart.yaml (real footage and synthetic videos, shot
+detection, grouping, heuristic captions, perturbations, pairs, four DPO stages and SFT on a
+tiny random-weight Qwen2-VL), then checks the run directory against ARCHITECTURE.md's
+contract, that a second run does nothing, and that deleting a stage's output re-runs that
+stage and what follows it only.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from temple_core.store import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "examples" / "recipes" / "quickstart.yaml"
+
+VIDEO_FIELDS = {"video_id", "path", "status", "reason", "fps", "num_frames", "shots", "clips", "groups", "segments", "keyframes"}
+PAIR_FIELDS = {"pair_id", "video_id", "video_path", "prompt", "chosen", "rejected", "perturbation", "difficulty", "kept_indices", "generator"}
+
+
+def temple(*args, cwd=ROOT):
+    result = subprocess.run(
+        [sys.executable, "-m", "temple_core", *args], capture_output=True, text=True, cwd=cwd, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("quickstart") / "run"
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
+    return run_dir, out
+
+
+def test_run_directory_contract(quickstart):
+    run_dir, out = quickstart
+    assert (run_dir / "recipe.yaml").is_file()
+    videos = read_jsonl(run_dir / "select" / "videos.jsonl")
+    assert len(videos) == 10  # 7 pieces of the TransNetV2 test video + 3 synthetic videos
+    assert all(VIDEO_FIELDS <= set(v) for v in videos)
+    kept = [v for v in videos if v["status"] == "kept"]
+    assert kept and any(v["video_id"].startswith("transnetv2-test") for v in kept), "real footage passes selection"
+    for video in kept:
+        assert len(video["keyframes"]) == len(video["segments"]) >= 4
+        assert all(len(k) == 2 for k in video["keyframes"])
+    captions = read_jsonl(run_dir / "generate" / "captions.jsonl")
+    assert [c["video_id"] for c in captions] == [v["video_id"] for v in kept]
+    pairs = read_jsonl(run_dir / "generate" / "pairs.jsonl")
+    assert pairs and all(PAIR_FIELDS <= set(p) for p in pairs)
+    assert {p["difficulty"] for p in pairs} == {16, 8, 4, 2}
+    assert {p["perturbation"] for p in pairs} == {"drop", "shuffle", "reverse"}
+    assert all(Path(p["video_path"]).is_file() for p in pairs), "the whole video is the training input"
+    for name in ("trl", "swift", "llamafactory"):
+        assert (run_dir / "generate" / "export" / f"{name}.jsonl").is_file()
+    stages = sorted(p.name for p in (run_dir / "train").iterdir() if p.is_dir())
+    assert stages == ["0-dpo", "1-dpo", "2-dpo", "3-dpo", "4-sft"]
+    for stage in stages:
+        folder = run_dir / "train" / stage
+        assert (folder / "merged" / "config.json").is_file()
+        assert (folder / "curves.png").stat().st_size > 0
+        metrics = read_jsonl(folder / "metrics.jsonl")
+        assert metrics and all("loss" in m for m in metrics if "loss" in m)
+    assert (run_dir / "train" / "curves.png").is_file()
+    assert "final model:" in out and "4-sft/merged" in out
+    temple("report", str(run_dir))
+    page = (run_dir / "report.html").read_text()
+    assert "Training" in page and "Preference pairs" in page and "Selection" in page
+
+
+def test_second_run_does_no_work(quickstart):
+    run_dir, _ = quickstart
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.jsonl")}
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
+    assert "up to date: no work was done" in out
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.jsonl")} == before
+
+
+def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):
+    run_dir, _ = quickstart
+    select_marker = json.loads((run_dir / "select" / "_stage.json").read_text())
+    old_pairs = read_jsonl(run_dir / "generate" / "pairs.jsonl")
+    shutil.rmtree(run_dir / "generate")
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
+    assert "[select] up to date" in out
+    assert "  generate (" in out and "  generate (up to date)" not in out
+    assert "  train (" in out and "  train (up to date)" not in out
+    assert json.loads((run_dir / "select" / "_stage.json").read_text()) == select_marker
+    assert read_jsonl(run_dir / "generate" / "pairs.jsonl") == old_pairs, "same seed, same pairs"
+    assert list(run_dir.glob("train.stale-*")), "the outdated training outputs are moved aside, not deleted"
