@@ -107,11 +107,16 @@ def register_caption_generators(register):
                            backend: object | None,
                            perturbations: list[tuple[str, perturbation]],
                            difficulties: list[int],
-                           rng: random.Random) -> list[temple_core.records.CaptionRecord]
+                           rng: list[random.Random],      # one stream per video
+                           *, sampling=None, seeds=None) -> list[temple_core.records.CaptionRecord]
 
     One ``CaptionRecord`` per input video, in input order: its clip captions, its chosen
     response, and one rejected response per (perturbation, difficulty) with the kept indices.
-    ``generator.needs_backend`` says whether a backend must be given.
+    ``rng[i]`` is video i's own random stream (seeded from the recipe seed and its video id),
+    so a video's perturbations do not depend on the batch it lands in. ``sampling`` (the
+    recipe's ``generate.sampling``) and ``seeds`` (one sampling seed per video) are passed
+    only to a ``generate`` that declares them. ``generator.needs_backend`` says whether a
+    backend must be given.
     """
 
 
@@ -138,11 +143,15 @@ def register_trainers(register):
 
     Component contract::
 
-        trainer.train(stage: temple_core.stages.train.StageContext) -> dict
+        trainer.train(stage: temple_core.training.context.TrainStageContext) -> dict
 
-    The stage context gives the backend (with the starting weights), the data, the stage's
-    output directory and the run's seed. The trainer writes ``metrics.jsonl`` and the merged
-    model into the output directory and returns its final metrics.
+    The stage context gives the backend (loading the starting weights: the recipe's model,
+    or the previous stage's merged weights), the data (``kind`` ``pairs`` or ``sft``), the
+    stage's output directory, the seed and the process's place in a launch. The trainer
+    writes ``metrics.jsonl``, ``curves.png``, the adapter and the merged model
+    (``merged/``, loadable by the backend's ``path``) into the output directory and returns
+    a summary dict (steps, final loss, ...). A trainer raises
+    :class:`temple_core.errors.TempleError` for data it cannot train on.
     """
 
 
