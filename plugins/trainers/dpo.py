@@ -32,6 +32,9 @@ _ge0 = attrs.validators.ge(0)
 class DPO:
     """Video DPO (TRL DPOTrainer): sigmoid loss, beta 0.1, LoRA r32/a64 on the LM, vision frozen."""
 
+    #: What its ``data`` is: ``pairs`` (a pairs file / this run's pairs) or ``sft`` (an SFT file).
+    data_kind = "pairs"
+
     @attrs.define(kw_only=True, frozen=True)
     class Options:
         beta: float = attrs.field(default=0.1, validator=_pos)

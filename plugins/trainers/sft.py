@@ -17,6 +17,9 @@ _ge0 = attrs.validators.ge(0)
 class SFT:
     """Video SFT (TRL SFTTrainer): next-token loss on the answers, LoRA r32/a32, vision trained."""
 
+    #: What its ``data`` is: ``pairs`` (a pairs file / this run's pairs) or ``sft`` (an SFT file).
+    data_kind = "sft"
+
     @attrs.define(kw_only=True, frozen=True)
     class Options:
         lr: float = attrs.field(default=1e-4, validator=_pos)

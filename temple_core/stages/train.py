@@ -57,12 +57,39 @@ class Config:
 
     #: The model trained (may differ from generate.backend: cross-architecture transfer).
     backend: ComponentSpec = component_field("backends")
+    #: The training stages, in order: {trainer, difficulty | data, perturbations, name, ...trainer options}.
     stages: list[Any] = attrs.field(factory=list)
     #: Keep each stage's merged weights on disk (the last stage's are always kept).
     keep_merged: bool = True
     #: Another run directory whose SFT stage's loss and grad norm are overlaid on this run's
     #: (``train/sft_compare.png``; the paper's Figure 4: SFT with vs without DPO first).
     compare_with: str | None = None
+
+
+_KIND_WORDS = {"pairs": "preference pairs", "sft": "SFT samples (messages + videos)"}
+
+
+def data_kind(path) -> str | None:
+    """``pairs`` or ``sft`` from a data file's first line (``None``: empty or neither)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    break
+            else:
+                return None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if "chosen" in record and "rejected" in record:
+        return "pairs"
+    if "messages" in record or "conversations" in record:
+        return "sft"
+    return None
 
 
 def check_recipe(recipe, plugins) -> None:
@@ -90,11 +117,20 @@ def check_recipe(recipe, plugins) -> None:
         perturbations = structurer.value(list[str] | None, entry.get("perturbations"), f"{path}.perturbations")
         name = structurer.value(str, entry.get("name", trainer.name), f"{path}.name")
         # With data, difficulty picks that file's pairs at r (another run's pairs: transfer).
+        wants = getattr(plugins.get("trainers", trainer.name).factory, "data_kind", None)
         if data is not None:
             from pathlib import Path
 
             if not Path(data).expanduser().is_file():
                 raise RecipeError(f"{path}.data", f"no such file: {data}")
+            has = data_kind(Path(data).expanduser())
+            if wants is not None and has is not None and has != wants:
+                raise RecipeError(
+                    f"{path}.data",
+                    f"{data} holds {_KIND_WORDS[has]}, but a {trainer.name} stage trains on {_KIND_WORDS[wants]}",
+                )
+        elif wants == "sft" and difficulty is not None:
+            raise RecipeError(f"{path}.difficulty", f"a {trainer.name} stage trains on an SFT file: give data, not difficulty")
         elif difficulty is None:
             raise RecipeError(path, "needs its data: difficulty (this run's pairs at that r) or data (a file)")
         elif recipe.generate is not None and difficulty not in recipe.generate.difficulties:
@@ -202,6 +238,30 @@ def _describe_start(spec: ComponentSpec) -> str:
     return spec.name
 
 
+def _adopt_finished_stages(ctx, config, train_dir, stage_dirs, log) -> None:
+    """Take back the finished stages of a ``train`` folder the run moved aside.
+
+    When the recipe's ``train:`` section changes (a stage appended, ``compare_with`` set...),
+    the run moves the whole ``train/`` folder aside to ``train.stale-<time>``. Stages whose
+    entry, backend, seed and every stage before them are unchanged are done work: their
+    folders are moved back instead of training them again (hours each on real models)."""
+    if not ctx.is_main or any(d.exists() for d in stage_dirs):
+        return
+    stale = sorted(train_dir.parent.glob(f"{train_dir.name}.stale-*"))
+    if not stale:
+        return
+    source = stale[-1]
+    upstream: str | None = None
+    for stage, out_dir in zip(config.stages, stage_dirs):
+        old = source / stage.dir_name
+        done = _read_json(old / DONE)
+        if done is None or done.get("fingerprint") != _stage_fingerprint(ctx.recipe, stage, upstream):
+            break
+        old.rename(out_dir)
+        log(f"[train] {stage.dir_name}: unchanged and finished in {source.name}; taken back, not trained again")
+        upstream = done["stamp"]
+
+
 def single_process_cpu_launch(env) -> bool:
     """``accelerate launch --cpu --num_processes N`` (N > 1) without mpirun starts ONE process:
     accelerate's simple launcher sets ``MASTER_ADDR`` for N processes but spawns one, with no
@@ -237,6 +297,8 @@ def run(ctx, callbacks: list | None = None) -> dict:
     config = ctx.recipe.train
     train_dir = ctx.stage_dir("train")
     stage_dirs = [train_dir / stage.dir_name for stage in config.stages]
+    _adopt_finished_stages(ctx, config, train_dir, stage_dirs, log)
+    ctx.barrier()
 
     # Which stages are finished: a chain of done markers, each naming the one before it.
     # Resume after the last finished stage whose merged weights are still on disk (with

@@ -147,3 +147,24 @@ def test_rerun_trains_nothing(curriculum):
     again = train_stage.run(ctx)
     assert [s["status"] for s in again["stages"]] == ["up to date"] * 5
     assert {p: p.stat().st_mtime_ns for p in (ctx.run_dir / "train").glob("*/merged/*")} == before
+
+
+def test_appending_a_stage_keeps_the_finished_ones(tmp_path):
+    """Changing train: (here: one more stage) makes the run move train/ aside; the unchanged,
+    finished stages are taken back rather than trained again."""
+    from temple_core.stages import run_stages
+
+    videos = write_videos(tmp_path / "videos", 1)
+    write_jsonl(tmp_path / "run" / "generate" / "pairs.jsonl", [p for r in (16, 8) for p in easy_pairs(videos, r)])
+    plugins = get_plugin_manager()
+    data = {"run_dir": str(tmp_path / "run"), "seed": 1, "train": {
+        "backend": {"name": "qwen2_vl", "preset": "tiny-random"},
+        "stages": [{"trainer": "dpo", "difficulty": 16, **SMALL}]}}
+    run_stages(recipe_from_data(data, plugins=plugins), plugins, progress=False, log=lambda *a: None)
+    merged = tmp_path / "run" / "train" / "0-dpo" / "merged"
+    stamp = {p.name: p.stat().st_mtime_ns for p in merged.iterdir()}
+    data["train"]["stages"].append({"trainer": "dpo", "difficulty": 8, **SMALL})
+    (result,) = run_stages(recipe_from_data(data, plugins=plugins), plugins, progress=False, log=lambda *a: None)
+    assert [s["status"] for s in result.summary["stages"]] == ["up to date", "ran"]
+    assert {p.name: p.stat().st_mtime_ns for p in merged.iterdir()} == stamp
+    assert result.summary["stages"][1]["start"] == str(merged)

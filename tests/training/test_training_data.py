@@ -80,3 +80,9 @@ def test_unreadable_videos_are_skipped_and_counted(tmp_path):
     reasons = " ".join(s["reason"] for s in skipped)
     assert "no such file" in reasons and "empty file" in reasons
     json.dumps(skipped)  # written to skipped.jsonl as is
+
+
+def test_example_pairs_file_loads():
+    pairs = load_pairs(EXAMPLE.parents[1] / "pairs" / "sample.jsonl")
+    assert [p.perturbation for p in pairs] == ["shuffle", "drop"]
+    assert all(Path(p.video_path).is_file() for p in pairs)

@@ -12,6 +12,7 @@ from temple_core.training.options import accumulation_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 SFT = str(ROOT / "examples" / "sft" / "sample.jsonl")
+PAIRS = str(ROOT / "examples" / "pairs" / "sample.jsonl")
 
 
 def recipe(tmp_path, *stages):
@@ -19,7 +20,7 @@ def recipe(tmp_path, *stages):
 
 
 def test_spec_defaults(tmp_path):
-    r = recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": SFT}, {"trainer": "sft", "data": SFT}))
+    r = recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS}, {"trainer": "sft", "data": SFT}))
     dpo, sft = (s.trainer.options for s in r.train.stages)
     assert (dpo.beta, dpo.loss_type, dpo.lora_r, dpo.lora_alpha, dpo.lr, dpo.batch_size) == (0.1, "sigmoid", 32, 64, 5e-6, 16)
     assert (dpo.warmup_ratio, dpo.epochs, dpo.freeze_vision, dpo.max_length) == (0.05, 1.0, True, 8192)
@@ -28,21 +29,32 @@ def test_spec_defaults(tmp_path):
 
 
 def test_args_pass_through_is_checked_against_dpoconfig(tmp_path):
-    ok = recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": SFT, "args": {"label_smoothing": 0.1, "max_grad_norm": 0.5}}))
+    ok = recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "args": {"label_smoothing": 0.1, "max_grad_norm": 0.5}}))
     assert ok.train.stages[0].trainer.options.args == {"label_smoothing": 0.1, "max_grad_norm": 0.5}
     with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.args: 'label_smothing' is not a DPOConfig option \(did you mean 'label_smoothing'\?\)"):
-        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": SFT, "args": {"label_smothing": 0.1}}))
+        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "args": {"label_smothing": 0.1}}))
     with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.args: 'learning_rate' is set by the stage's option 'lr'"):
         recipe_from_data(recipe(tmp_path, {"trainer": "sft", "data": SFT, "args": {"learning_rate": 0.1}}))
     with pytest.raises(RecipeError, match=r"'packing' is not a DPOConfig option"):
-        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": SFT, "args": {"packing": True}}))
+        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "args": {"packing": True}}))
 
 
 def test_unknown_option_names_the_stage(tmp_path):
     with pytest.raises(RecipeError, match=r"train\.stages\[1\]\.betta: unknown key \(did you mean 'beta'\?\)"):
-        recipe_from_data(recipe(tmp_path, {"trainer": "sft", "data": SFT}, {"trainer": "dpo", "data": SFT, "betta": 0.2}))
+        recipe_from_data(recipe(tmp_path, {"trainer": "sft", "data": SFT}, {"trainer": "dpo", "data": PAIRS, "betta": 0.2}))
     with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.vision: must be in"):
         recipe_from_data(recipe(tmp_path, {"trainer": "sft", "data": SFT, "vision": "half"}))
+
+
+def test_stage_data_must_suit_its_trainer(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"pair_id": "a", "video_path": "v.mp4", "prompt": "p", "chosen": "c", "rejected": "r"}\n')
+    with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.data: .*sample\.jsonl holds SFT samples .*, but a dpo stage trains on preference pairs"):
+        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": SFT}))
+    with pytest.raises(RecipeError, match=r"train\.stages\[1\]\.data: .*pairs\.jsonl holds preference pairs, but a sft stage trains on SFT samples"):
+        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": str(pairs)}, {"trainer": "sft", "data": str(pairs)}))
+    with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.difficulty: a sft stage trains on an SFT file"):
+        recipe_from_data(recipe(tmp_path, {"trainer": "sft", "difficulty": 16}))
 
 
 def test_global_batch_must_split_over_processes():
