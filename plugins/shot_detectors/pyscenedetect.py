@@ -28,6 +28,7 @@ class PySceneDetectDetector:
 
     @attrs.define(kw_only=True)
     class Options:
+        #: PySceneDetect's ``content`` or ``adaptive`` detector.
         detector: Literal["content", "adaptive"] = attrs.field(
             default="content", validator=attrs.validators.in_(["content", "adaptive"])
         )
@@ -35,11 +36,15 @@ class PySceneDetectDetector:
         threshold: float = attrs.field(default=27.0, validator=attrs.validators.gt(0.0))
         # adaptive: ratio of a frame's score to its neighbours' average (default 3).
         adaptive_threshold: float = attrs.field(default=3.0, validator=attrs.validators.gt(0.0))
+        #: AdaptiveDetector: minimum content change for a cut.
         min_content_val: float = attrs.field(default=15.0, validator=attrs.validators.ge(0.0))
+        #: AdaptiveDetector: frames on each side of the rolling average.
         window_width: int = attrs.field(default=2, validator=attrs.validators.ge(1))
         # Frames; PySceneDetect's default is 15. Selection's own 8-frame rule applies later.
         min_scene_len: int = attrs.field(default=15, validator=attrs.validators.ge(1))
+        #: Compare brightness only (ignore colour).
         luma_only: bool = False
+        #: Frames are downscaled to a width between this and 1.5x it (PySceneDetect's own rule).
         min_width: int = attrs.field(default=256, validator=attrs.validators.ge(16))
 
     def __init__(self, options: PySceneDetectDetector.Options | None = None):

@@ -130,13 +130,16 @@ class TransNetV2Detector:
 
     @attrs.define(kw_only=True)
     class Options:
+        #: A frame is a transition when its probability is above this (SPEC §1: 0.5).
         threshold: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
         # The released TEMPLE pipeline reads the many-hot head; the library's scene helper
         # reads the single-frame head (SPEC §1).
         head: Literal["single", "many_hot"] = attrs.field(
             default="many_hot", validator=attrs.validators.in_(["single", "many_hot"])
         )
+        #: Torch device for the network.
         device: str = attrs.field(default="cpu")
+        #: Windows of 100 frames per forward pass.
         batch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
 
     def __init__(self, options: TransNetV2Detector.Options | None = None):

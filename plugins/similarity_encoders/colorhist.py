@@ -19,8 +19,11 @@ class ColorHistEncoder:
 
     @attrs.define(kw_only=True)
     class Options:
+        #: Histogram bins for hue.
         hue_bins: int = attrs.field(default=12, validator=[attrs.validators.ge(1), attrs.validators.le(180)])
+        #: Histogram bins for saturation.
         saturation_bins: int = attrs.field(default=4, validator=[attrs.validators.ge(1), attrs.validators.le(256)])
+        #: Histogram bins for value (brightness).
         value_bins: int = attrs.field(default=4, validator=[attrs.validators.ge(1), attrs.validators.le(256)])
         # Frames are shrunk to at most this width first: histograms barely change, time does.
         max_width: int = attrs.field(default=160, validator=attrs.validators.ge(8))

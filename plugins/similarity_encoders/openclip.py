@@ -14,10 +14,13 @@ class OpenClipEncoder:
 
     @attrs.define(kw_only=True)
     class Options:
+        #: OpenCLIP architecture name.
         model: str = "ViT-B-32"
         # A local weights file or an open_clip pretrained tag already in its cache.
         pretrained: str | None = None
+        #: Torch device.
         device: str = "cpu"
+        #: Frames per forward pass.
         batch: int = attrs.field(default=16, validator=attrs.validators.ge(1))
 
     def __init__(self, options: OpenClipEncoder.Options | None = None):

@@ -27,11 +27,15 @@ class SiglipEncoder:
 
     @attrs.define(kw_only=True)
     class Options:
+        #: A local SigLIP checkpoint directory (e.g. siglip-so400m-patch14-384).
         path: str | None = None
+        #: ``tiny-random``: a small random-weight SigLIP, for tests.
         preset: Literal["tiny-random"] | None = attrs.field(
             default=None, validator=attrs.validators.optional(attrs.validators.in_(["tiny-random"]))
         )
+        #: Torch device.
         device: str = "cpu"
+        #: Frames per forward pass.
         batch: int = attrs.field(default=16, validator=attrs.validators.ge(1))
 
         def __attrs_post_init__(self):

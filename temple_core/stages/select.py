@@ -50,7 +50,9 @@ _gt0 = attrs.validators.gt(0)
 class Config:
     """The recipe's ``select:`` section. Defaults are SPEC §1's numbers."""
 
+    #: Finds the shots (SPEC §1: TransNetV2, threshold 0.5).
     shot_detector: Any = component_field("shot_detectors", "transnetv2")
+    #: Embeds each clip's middle frame for grouping (SPEC §1: SigLIP so400m; colorhist needs no weights).
     encoder: Any = component_field("similarity_encoders", "colorhist")
     #: Shots with fewer frames are not shots.
     min_shot_frames: int = attrs.field(default=8, validator=_ge0)
@@ -62,6 +64,7 @@ class Config:
     max_shot_seconds: float = attrs.field(default=16.0, validator=_gt0)
     #: Reject the video if it keeps fewer / more shots.
     min_shots: int = attrs.field(default=4, validator=_ge0)
+    #: Reject the video if it keeps more shots than this (SPEC §1: 4..32).
     max_shots: int = attrs.field(default=32, validator=attrs.validators.ge(1))
     #: Merge clips while their WPGMA similarity is strictly above this.
     group_threshold: float = attrs.field(default=0.8, validator=[attrs.validators.ge(-1.0), attrs.validators.le(1.0)])
@@ -69,9 +72,11 @@ class Config:
     min_segments: int = attrs.field(default=4, validator=_ge0)
     #: Reject the video if one group appears as this many segments or more (or > len // 3).
     max_group_segments: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    #: Keyframes per segment, at 1/3 and 2/3 of it for 2 (SPEC §1).
     keyframes_per_segment: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     #: Write ``select/thumbs/<video_id>/<frame>.jpg`` for each keyframe (for the report).
     thumbnails: bool = False
+    #: Width of those thumbnails in pixels.
     thumbnail_width: int = attrs.field(default=320, validator=attrs.validators.ge(16))
 
     def __attrs_post_init__(self):
