@@ -154,3 +154,20 @@ def test_other_backend_families_train_with_the_same_trainers(tmp_path, family):
     assert summary["steps"] == 2
     merged = state_dict_of(tmp_path / "1-sft" / "merged", family)
     assert any(not torch.equal(merged[k], start[k]) for k in names)  # SFT trains the vision tower
+
+
+def test_training_trajectory_is_the_same_with_one_vision_pass(tmp_path):
+    """Three steps with the dpo defaults' gradient checkpointing: the same losses and gradient
+    norms whether the vision tower runs once per pair or four times."""
+    videos = write_videos(tmp_path / "videos", 2)
+    pairs = [Pair.from_dict(p) for p in easy_pairs(videos)]
+    runs = {}
+    for reuse in (True, False):
+        options = DPO.Options(lr=1e-3, batch_size=2, per_device_batch_size=2, max_steps=3, warmup_ratio=0.0,
+                              max_length=1024, fps=1.0, reuse_vision_features=reuse, save_steps=1000)
+        assert options.gradient_checkpointing
+        trainer, _ = build_dpo_trainer(options, stage_context(build_backend(preset="tiny-random"), pairs, tmp_path / str(reuse)))
+        trainer.train()
+        runs[reuse] = [v for h in trainer.state.log_history if "loss" in h for v in (h["loss"], h["grad_norm"])]
+    assert len(runs[True]) == 6
+    assert runs[True] == pytest.approx(runs[False], abs=1e-5)
