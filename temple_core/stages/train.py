@@ -294,6 +294,10 @@ def run(ctx, callbacks: list | None = None) -> dict:
             "torchrun --nproc_per_node N -m temple_core run RECIPE, or on a machine without GPUs "
             "accelerate launch --multi_gpu --num_processes N -m temple_core run RECIPE"
         )
+    if not ctx.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars too
     config = ctx.recipe.train
     train_dir = ctx.stage_dir("train")
     stage_dirs = [train_dir / stage.dir_name for stage in config.stages]

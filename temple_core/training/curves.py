@@ -42,7 +42,8 @@ def plot_stage(stage_dir: Path, title: str | None = None) -> Path | None:
     rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        ax.plot(*_series(records, key), lw=1.2)
+        xs, ys = _series(records, key)
+        ax.plot(xs, ys, lw=1.2, marker="." if len(xs) < 30 else None)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -68,7 +69,8 @@ def plot_run(train_dir: Path, stage_dirs: list[Path]) -> Path | None:
     for name, records in stages:
         for ax, key in zip(axes, ("loss", "grad_norm")):
             xs, ys = _series(records, key)
-            ax.plot([x + offset for x in xs], ys, lw=1.2, label=name)
+            # Markers keep a stage of one or a few steps visible.
+            ax.plot([x + offset for x in xs], ys, lw=1.2, label=name, marker="." if len(xs) < 30 else None)
         last = max(r["step"] for r in records)
         for ax in axes:
             ax.axvline(offset + last, color="grey", lw=0.5, ls=":")

@@ -9,11 +9,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+import warnings
 from typing import Any
 
 from temple_core.training.metrics import CompactProgressCallback, MetricsFileCallback
+
+
+@contextlib.contextmanager
+def quiet_library_deprecations():
+    """PEFT 0.21 and TRL 1.16 read transformers 5's deprecated ``is_gradient_checkpointing``
+    (when wrapping the model, and on every reference forward): a warning no user can act on,
+    repeated every stage."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
 
 
 def stage_callbacks(tctx) -> list:
@@ -59,7 +71,8 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
     if resume and tctx.is_main:
         print(f"[train] {tctx.name}: resuming from {resume}")
     began = time.time()
-    output = trainer.train(resume_from_checkpoint=resume)
+    with quiet_library_deprecations():
+        output = trainer.train(resume_from_checkpoint=resume)
     trainer.accelerator.wait_for_everyone()
     # save_model gathers a sharded (FSDP/ZeRO-3) model's adapter onto the main process.
     trainer.save_model(str(tctx.adapter_dir))

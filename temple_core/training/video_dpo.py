@@ -117,7 +117,7 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
     from datasets import Dataset
 
     from temple_core.training.options import build_config, lora_config, video_options
-    from temple_core.training.runner import seed_everything, stage_callbacks
+    from temple_core.training.runner import quiet_library_deprecations, seed_everything, stage_callbacks
 
     if options.reuse_vision_features and not options.freeze_vision:
         raise TempleError(f"{tctx.where}.reuse_vision_features: needs freeze_vision (a trained tower's output changes)")
@@ -141,17 +141,18 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
         backend, video_options(options), options.max_length
     )
     vision = "frozen" if options.freeze_vision else "full"
-    trainer = VideoDPOTrainer(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=backend.processor,
-        data_collator=collator,
-        peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, vision),
-        callbacks=stage_callbacks(tctx),
-        backend=backend,
-        reuse_vision_features=options.reuse_vision_features,
-    )
+    with quiet_library_deprecations():
+        trainer = VideoDPOTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=backend.processor,
+            data_collator=collator,
+            peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, vision),
+            callbacks=stage_callbacks(tctx),
+            backend=backend,
+            reuse_vision_features=options.reuse_vision_features,
+        )
     # Under FSDP the vision tower's parameters are sharded outside the wrapped forward.
     trainer.reuse_vision_features = options.reuse_vision_features and not trainer.is_fsdp_enabled
     return trainer, collator

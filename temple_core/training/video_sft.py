@@ -48,7 +48,7 @@ def train_sft(options, tctx) -> dict[str, Any]:
     from trl import SFTTrainer
 
     from temple_core.training.options import build_config, lora_config, video_options
-    from temple_core.training.runner import seed_everything, stage_callbacks, train_and_merge
+    from temple_core.training.runner import quiet_library_deprecations, seed_everything, stage_callbacks, train_and_merge
 
     seed_everything(tctx.seed)
     backend = tctx.backend
@@ -64,15 +64,16 @@ def train_sft(options, tctx) -> dict[str, Any]:
     collator = SFTCollator(
         backend, video_options(options), options.max_length
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=backend.processor,
-        data_collator=collator,
-        peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, options.vision),
-        callbacks=stage_callbacks(tctx),
-    )
+    with quiet_library_deprecations():
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=backend.processor,
+            data_collator=collator,
+            peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, options.vision),
+            callbacks=stage_callbacks(tctx),
+        )
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
     summary["skipped_in_batches"] = len(collator.skipped)
     return summary
