@@ -56,6 +56,7 @@ def test_reported_loss_is_sigmoid_dpo_of_policy_and_reference_logps(trained):
     trainer, collator, pairs, _ = trained
     batch = collator(rows(pairs[:4]))
     model = trainer.model
+    assert trainer.ref_model is None  # the reference is this model with its adapter off, not a copy
     with torch.no_grad():
         loss = trainer.compute_loss(model, dict(batch)).item()
         mode = "train" if model.training else "eval"
