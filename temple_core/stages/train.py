@@ -129,6 +129,9 @@ def check_recipe(recipe, plugins) -> None:
                     f"{path}.data",
                     f"{data} holds {_KIND_WORDS[has]}, but a {trainer.name} stage trains on {_KIND_WORDS[wants]}",
                 )
+            for key, value in (("difficulty", difficulty), ("perturbations", perturbations)):
+                if value is not None and "sft" in (wants, has):
+                    raise RecipeError(f"{path}.{key}", f"picks preference pairs; {data} is an SFT file")
         elif wants == "sft" and difficulty is not None:
             raise RecipeError(f"{path}.difficulty", f"a {trainer.name} stage trains on an SFT file: give data, not difficulty")
         elif difficulty is None:

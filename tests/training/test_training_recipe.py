@@ -55,6 +55,11 @@ def test_stage_data_must_suit_its_trainer(tmp_path):
         recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": str(pairs)}, {"trainer": "sft", "data": str(pairs)}))
     with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.difficulty: a sft stage trains on an SFT file"):
         recipe_from_data(recipe(tmp_path, {"trainer": "sft", "difficulty": 16}))
+    with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.perturbations: picks preference pairs; .*sample\.jsonl is an SFT file"):
+        recipe_from_data(recipe(tmp_path, {"trainer": "sft", "data": SFT, "perturbations": ["drop"]}))
+    # A pairs file with a difficulty: that file's pairs at r (transfer from another run).
+    r = recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "difficulty": 2}))
+    assert (r.train.stages[0].data, r.train.stages[0].difficulty) == (PAIRS, 2)
 
 
 def test_global_batch_must_split_over_processes():
