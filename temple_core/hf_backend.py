@@ -37,11 +37,11 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         device_map: str | None = None
         #: transformers attention implementation (sdpa, eager, flash_attention_2).
         attn_implementation: str | None = None
-        #: Frames sampled per second of video.
+        #: Frames sampled per second of video. (SPEC §5: 2 fps for training)
         fps: float = attrs.field(default=2.0, validator=attrs.validators.gt(0.0))
-        #: At most this many frames per video (spread over the range when more).
+        #: At most this many frames per video (spread over the range when more). (SPEC §5)
         max_frames: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-        #: Pixels per frame at most after resizing (smart_resize).
+        #: Pixels per frame at most after resizing (smart_resize). (SPEC §5: 90,000 for training)
         max_pixels: int = attrs.field(default=default_max_pixels, validator=attrs.validators.ge(784))
         #: Pixels per frame at least after resizing (the Qwen image processor's 56*56).
         min_pixels: int = attrs.field(default=default_min_pixels, validator=attrs.validators.ge(784))

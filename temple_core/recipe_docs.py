@@ -10,6 +10,7 @@ docstring for a section), so the reference cannot drift from what the validator 
 from __future__ import annotations
 
 import ast
+import re
 import inspect
 import textwrap
 from typing import Any
@@ -65,11 +66,17 @@ def _default_text(field) -> str:
     return f"`{default!r}`" if default is not None else "`None`"
 
 
+def _source(comment: str) -> str:
+    """Where a default comes from: the SPEC section its comment cites, else temple's own choice."""
+    found = re.search(r"SPEC (§[\d.]+(?:[–-]\d+)?)", comment)
+    return f"SPEC {found.group(1)}" if found else "temple"
+
+
 def _table(cls, prefix: str, out: list[str], nested: list[tuple[Any, str]]) -> None:
     comments = _field_comments(cls)
     types = {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
-    out.append("| key | type | default | meaning |")
-    out.append("|---|---|---|---|")
+    out.append("| key | type | default | source | meaning |")
+    out.append("|---|---|---|---|---|")
     for field in attrs.fields(cls):
         kind = field.metadata.get(_COMPONENT_KIND)
         tp = types[field.name]
@@ -81,7 +88,7 @@ def _table(cls, prefix: str, out: list[str], nested: list[tuple[Any, str]]) -> N
         else:
             type_text = _type_text(tp)
         meaning = comments.get(field.name, "").replace("|", "\\|")
-        out.append(f"| `{prefix}.{field.name}` | {type_text} | {_default_text(field)} | {meaning} |")
+        out.append(f"| `{prefix}.{field.name}` | {type_text} | {_default_text(field)} | {_source(meaning)} | {meaning} |")
     out.append("")
 
 
@@ -95,8 +102,10 @@ def render(plugins=None) -> str:
         "",
         "Generated from the code by `python -m temple_core.recipe_docs`; every key below is",
         "validated before a run starts. Numbers from SPEC.md are defaults, and every one can be",
-        "changed in the recipe. A component key (`{name: ..., options...}`) takes the options",
-        "of the component it names, listed under *Components* below.",
+        "changed in the recipe. *source* says where a default comes from: the section of",
+        "SPEC.md (the method's numbers) or `temple` (the framework's own choice). A component",
+        "key (`{name: ..., options...}`) takes the options of the component it names, listed",
+        "under *Components* below; a training stage's options are written inside its entry.",
         "",
         "## Top level",
         "",

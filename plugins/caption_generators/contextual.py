@@ -44,7 +44,7 @@ class Contextual:
 
     @attrs.define(kw_only=True, frozen=True)
     class Options:
-        #: ``caption``: perturb the clip captions (released); ``frames``: perturb the clips and re-caption.
+        #: ``caption``: perturb the clip captions (released); ``frames``: perturb the clips and re-caption. (SPEC §2)
         level: str = attrs.field(default="caption", validator=attrs.validators.in_(["caption", "frames"]))
         #: Prompt for clip 0 (its two keyframes); null: the project's built-in prompt.
         first_clip_prompt: str | None = None

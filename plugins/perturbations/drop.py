@@ -17,7 +17,7 @@ class Drop:
 
     @attrs.define(kw_only=True, frozen=True)
     class Options:
-        #: ``released`` keeps max(1, N // r) clips; ``paper`` keeps ceil(N / r).
+        #: ``released`` keeps max(1, N // r) clips; ``paper`` keeps ceil(N / r). (SPEC §3)
         variant: str = attrs.field(default="released", validator=attrs.validators.in_(VARIANTS))
 
     def __init__(self, options: "Drop.Options"):

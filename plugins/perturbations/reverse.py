@@ -17,7 +17,7 @@ class Reverse:
 
     @attrs.define(kw_only=True, frozen=True)
     class Options:
-        #: ``released``: groups of size max(1, N // r); ``paper``: ceil(N / r) groups.
+        #: ``released``: groups of size max(1, N // r); ``paper``: ceil(N / r) groups. (SPEC §3)
         variant: str = attrs.field(default="released", validator=attrs.validators.in_(VARIANTS))
 
     def __init__(self, options: "Reverse.Options"):

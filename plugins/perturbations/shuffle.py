@@ -17,7 +17,7 @@ class Shuffle:
 
     @attrs.define(kw_only=True, frozen=True)
     class Options:
-        #: ``released``: groups of size max(1, N // r); ``paper``: ceil(N / r) groups.
+        #: ``released``: groups of size max(1, N // r); ``paper``: ceil(N / r) groups. (SPEC §3)
         variant: str = attrs.field(default="released", validator=attrs.validators.in_(VARIANTS))
         #: Reshuffle until the order differs from the original (when it can). The released
         #: pipeline does not, so an unlucky shuffle there yields an unperturbed "rejected".

@@ -134,6 +134,7 @@ class TransNetV2Detector:
         threshold: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
         # The released TEMPLE pipeline reads the many-hot head; the library's scene helper
         # reads the single-frame head (SPEC §1).
+        #: SPEC §1.
         head: Literal["single", "many_hot"] = attrs.field(
             default="many_hot", validator=attrs.validators.in_(["single", "many_hot"])
         )

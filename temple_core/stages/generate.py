@@ -15,13 +15,13 @@ from temple_core.config import ComponentSpec, component_field
 
 @attrs.define(kw_only=True)
 class PairFilters:
-    #: Drop a pair whose chosen text is contained in its rejected text.
+    #: Drop a pair whose chosen text is contained in its rejected text. (SPEC §4)
     drop_contained: bool = True
-    #: Perturbations whose pairs need the chosen text strictly longer than the rejected.
+    #: Perturbations whose pairs need the chosen text strictly longer than the rejected. (SPEC §4)
     longer_chosen: list[str] = attrs.Factory(lambda: ["drop"])
-    #: Perturbations whose pairs need neither text longer than ``max_length_ratio`` x the other.
+    #: Perturbations whose pairs need neither text longer than ``max_length_ratio`` x the other. (SPEC §4)
     length_ratio: list[str] = attrs.Factory(lambda: ["shuffle", "reverse"])
-    #: The length ratio limit of those perturbations' pairs.
+    #: The length ratio limit of those perturbations' pairs. (SPEC §4)
     max_length_ratio: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
 
 
@@ -29,15 +29,15 @@ class PairFilters:
 class Sampling:
     """Generation settings for the summaries (SPEC §2.4)."""
 
-    #: Sample (true) or decode greedily.
+    #: Sample (true) or decode greedily. (SPEC §2)
     do_sample: bool = True
-    #: Softmax temperature when sampling.
+    #: Softmax temperature when sampling. (SPEC §2)
     temperature: float = attrs.field(default=0.7, validator=attrs.validators.gt(0.0))
     #: Nucleus sampling mass (1.0: off).
     top_p: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
-    #: Penalty on repeated tokens (1.0: off).
+    #: Penalty on repeated tokens (1.0: off). (SPEC §2)
     repetition_penalty: float = attrs.field(default=1.05, validator=attrs.validators.gt(0.0))
-    #: Longest response (the release allows 8,192 new tokens).
+    #: Longest response (the release allows 8,192 new tokens). (SPEC §2)
     max_new_tokens: int = attrs.field(default=8192, validator=attrs.validators.ge(1))
 
 

@@ -54,23 +54,23 @@ class Config:
     shot_detector: Any = component_field("shot_detectors", "transnetv2")
     #: Embeds each clip's middle frame for grouping (SPEC §1: SigLIP so400m; colorhist needs no weights).
     encoder: Any = component_field("similarity_encoders", "colorhist")
-    #: Shots with fewer frames are not shots.
+    #: Shots with fewer frames are not shots. (SPEC §1)
     min_shot_frames: int = attrs.field(default=8, validator=_ge0)
-    #: Drop a shot with ``end - start < min_shot_seconds * fps``.
+    #: Drop a shot with ``end - start < min_shot_seconds * fps``. (SPEC §1)
     min_shot_seconds: float = attrs.field(default=0.2, validator=_ge0)
-    #: Drop a shot whose grayscale levels span less than this (``max - min``).
+    #: Drop a shot whose grayscale levels span less than this (``max - min``). (SPEC §1)
     monochrome_range: int = attrs.field(default=10, validator=[_ge0, attrs.validators.le(256)])
-    #: Reject the video if a kept shot is longer than this.
+    #: Reject the video if a kept shot is longer than this. (SPEC §1)
     max_shot_seconds: float = attrs.field(default=16.0, validator=_gt0)
-    #: Reject the video if it keeps fewer / more shots.
+    #: Reject the video if it keeps fewer / more shots. (SPEC §1)
     min_shots: int = attrs.field(default=4, validator=_ge0)
     #: Reject the video if it keeps more shots than this (SPEC §1: 4..32).
     max_shots: int = attrs.field(default=32, validator=attrs.validators.ge(1))
-    #: Merge clips while their WPGMA similarity is strictly above this.
+    #: Merge clips while their WPGMA similarity is strictly above this. (SPEC §1)
     group_threshold: float = attrs.field(default=0.8, validator=[attrs.validators.ge(-1.0), attrs.validators.le(1.0)])
-    #: Reject the video with fewer segments than this.
+    #: Reject the video with fewer segments than this. (SPEC §1)
     min_segments: int = attrs.field(default=4, validator=_ge0)
-    #: Reject the video if one group appears as this many segments or more (or > len // 3).
+    #: Reject the video if one group appears as this many segments or more (or > len // 3). (SPEC §1)
     max_group_segments: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: Keyframes per segment, at 1/3 and 2/3 of it for 2 (SPEC §1).
     keyframes_per_segment: int = attrs.field(default=2, validator=attrs.validators.ge(1))

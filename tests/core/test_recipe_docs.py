@@ -31,4 +31,4 @@ def test_every_spec_number_is_a_documented_default():
     ]:
         row = next((line for line in page.splitlines() if line.startswith(f"| `{key}` |")), None)
         assert row is not None, f"{key} is not documented"
-        assert f"| {default} |" in row, f"{key}: expected default {default} in {row}"
+        assert f"| {default} | SPEC §" in row, f"{key}: expected default {default} from SPEC in {row}"
