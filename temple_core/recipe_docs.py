@@ -68,7 +68,7 @@ def _default_text(field) -> str:
 
 def _source(comment: str) -> str:
     """Where a default comes from: the SPEC section its comment cites, else temple's own choice."""
-    found = re.search(r"SPEC (§[\d.]+(?:[–-]\d+)?)", comment)
+    found = re.search(r"SPEC (§\d+(?:\.\d+)*(?:[–-]\d+)?)", comment)
     return f"SPEC {found.group(1)}" if found else "temple"
 
 
