@@ -23,7 +23,15 @@ from temple_core.recipe import STAGES, Recipe, VideosConfig, stage_module
 
 
 def _field_comments(cls) -> dict[str, str]:
-    """The ``#:`` comment lines right above each field of ``cls``."""
+    """The ``#:`` comment lines right above each field of ``cls`` or of the class it extends."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's comment wins over its base's
+        if attrs.has(klass):
+            comments.update(_own_field_comments(klass))
+    return comments
+
+
+def _own_field_comments(cls) -> dict[str, str]:
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from temple_core.hookspecs import hookimpl
-from temple_core.training.options import args_validator
+from temple_core.training.options import TrainerOptions, args_validator
 
 _pos = attrs.validators.gt(0)
 _ge0 = attrs.validators.ge(0)
@@ -36,49 +36,21 @@ class DPO:
     data_kind = "pairs"
 
     @attrs.define(kw_only=True, frozen=True)
-    class Options:
+    class Options(TrainerOptions):
         #: Sigmoid DPO temperature, SPEC §5.
         beta: float = attrs.field(default=0.1, validator=_pos)
-        #: TRL's loss types (``sigmoid`` is the paper's); several: comma-separated. (SPEC §5)
+        #: TRL's loss types (``sigmoid`` is the paper's, SPEC §5); several: comma-separated.
         loss_type: str = "sigmoid"
         #: Learning rate, SPEC §5.
         lr: float = attrs.field(default=5e-6, validator=_pos)
-        #: Global batch: per_device_batch_size x gradient accumulation x processes. (SPEC §5)
-        batch_size: int = attrs.field(default=16, validator=_pos)
-        per_device_batch_size: int = attrs.field(default=1, validator=_pos)
-        #: Epochs over the stage's pairs, SPEC §5.
-        epochs: float = attrs.field(default=1.0, validator=_pos)
-        #: Stop after this many optimizer steps (-1: run the epochs).
-        max_steps: int = -1
-        #: Fraction of the steps spent warming the learning rate up. (SPEC §5)
+        #: Fraction of the steps spent warming the learning rate up (SPEC §5).
         warmup_ratio: float = attrs.field(default=0.05, validator=_ge0)
-        lr_scheduler: str = "cosine"
-        #: LoRA rank on all linear layers of the language model, SPEC §5.
-        lora_r: int = attrs.field(default=32, validator=_pos)
         #: LoRA alpha, SPEC §5.
         lora_alpha: int = attrs.field(default=64, validator=_pos)
-        lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
         #: The vision tower is not trained during DPO (SPEC §5).
         freeze_vision: bool = True
         #: One vision pass per pair instead of four (needs freeze_vision).
         reuse_vision_features: bool = True
-        #: Longest training sequence in tokens, SPEC §5.
-        max_length: int = attrs.field(default=8192, validator=_pos)
-        #: Video input during training: frames per second, at most this many frames, at most
-        #: this many pixels per frame. Unset: the backend's own options (SPEC §5: 2, 100, 90000).
-        fps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-        #: At most this many frames per video (unset: the backend's), SPEC §5.
-        max_frames: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-        #: At most this many pixels per frame (unset: the backend's), SPEC §5.
-        max_pixels: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-        #: Checkpoint every this many optimizer steps (a re-run resumes from the last one).
-        save_steps: int = attrs.field(default=50, validator=_pos)
-        save_total_limit: int = attrs.field(default=2, validator=_pos)
-        keep_checkpoints: bool = False
-        gradient_checkpointing: bool = True
-        #: ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
-        precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
-        num_workers: int = attrs.field(default=0, validator=_ge0)
         #: Any other ``trl.DPOConfig`` option, passed through (checked against its fields).
         args: dict[str, Any] = attrs.field(factory=dict, validator=args_validator("DPOConfig"))
 

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from temple_core.hookspecs import hookimpl
-from temple_core.training.options import args_validator
+from temple_core.training.options import TrainerOptions, args_validator
 
 _pos = attrs.validators.gt(0)
 _ge0 = attrs.validators.ge(0)
@@ -21,36 +21,16 @@ class SFT:
     data_kind = "sft"
 
     @attrs.define(kw_only=True, frozen=True)
-    class Options:
+    class Options(TrainerOptions):
         #: Learning rate, SPEC §5.
         lr: float = attrs.field(default=1e-4, validator=_pos)
-        #: Global batch: per_device_batch_size x gradient accumulation x processes. (SPEC §5)
-        batch_size: int = attrs.field(default=16, validator=_pos)
-        per_device_batch_size: int = attrs.field(default=1, validator=_pos)
-        #: Epochs over the SFT data, SPEC §5.
-        epochs: float = attrs.field(default=1.0, validator=_pos)
-        max_steps: int = -1
+        #: Fraction of the steps spent warming the learning rate up.
         warmup_ratio: float = attrs.field(default=0.03, validator=_ge0)
-        lr_scheduler: str = "cosine"
-        #: LoRA rank, SPEC §5.
-        lora_r: int = attrs.field(default=32, validator=_pos)
         #: LoRA alpha, SPEC §5.
         lora_alpha: int = attrs.field(default=32, validator=_pos)
-        lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
         #: The vision tower during SFT: ``full`` (every parameter trained, SPEC §5), ``lora``
         #: (LoRA on its linear layers) or ``frozen``.
         vision: str = attrs.field(default="full", validator=attrs.validators.in_(("full", "lora", "frozen")))
-        #: Longest training sequence in tokens, SPEC §5.
-        max_length: int = attrs.field(default=8192, validator=_pos)
-        fps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-        max_frames: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-        max_pixels: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-        save_steps: int = attrs.field(default=50, validator=_pos)
-        save_total_limit: int = attrs.field(default=2, validator=_pos)
-        keep_checkpoints: bool = False
-        gradient_checkpointing: bool = True
-        precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
-        num_workers: int = attrs.field(default=0, validator=_ge0)
         #: Any other ``trl.SFTConfig`` option, passed through (checked against its fields).
         args: dict[str, Any] = attrs.field(factory=dict, validator=args_validator("SFTConfig"))
 

@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 from typing import Any
 
+import attrs
+
 from temple_core.errors import TempleError
 
 #: TRL/transformers config fields that a trainer sets from its own named options; ``args``
@@ -38,6 +40,51 @@ RESERVED = {
     "remove_unused_columns": "(always false: the video collator needs every column)",
     "resume_from_checkpoint": "(automatic: a re-run resumes from the last checkpoint)",
 }
+
+
+_pos = attrs.validators.gt(0)
+_ge0 = attrs.validators.ge(0)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class TrainerOptions:
+    """The options every trainer takes; ``dpo`` and ``sft`` add their own and set their defaults."""
+
+    #: Global batch: per_device_batch_size x gradient accumulation x processes (SPEC §5).
+    batch_size: int = attrs.field(default=16, validator=_pos)
+    #: Samples per process per forward; the accumulation makes up the global batch.
+    per_device_batch_size: int = attrs.field(default=1, validator=_pos)
+    #: Epochs over the stage's data (SPEC §5).
+    epochs: float = attrs.field(default=1.0, validator=_pos)
+    #: Stop after this many optimizer steps (-1: run the epochs).
+    max_steps: int = -1
+    #: transformers learning-rate schedule name.
+    lr_scheduler: str = "cosine"
+    #: LoRA rank on all linear layers of the language model (SPEC §5).
+    lora_r: int = attrs.field(default=32, validator=_pos)
+    #: LoRA dropout.
+    lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
+    #: Longest training sequence in tokens (SPEC §5); longer samples are skipped, never cut.
+    max_length: int = attrs.field(default=8192, validator=_pos)
+    #: Video input during training: frames per second, at most this many frames, at most
+    #: this many pixels per frame. Unset: the backend's own options (SPEC §5: 2, 100, 90000).
+    fps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+    #: At most this many frames per video (unset: the backend's), SPEC §5.
+    max_frames: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+    #: At most this many pixels per frame (unset: the backend's), SPEC §5.
+    max_pixels: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+    #: Checkpoint every this many optimizer steps (a re-run resumes from the last one).
+    save_steps: int = attrs.field(default=50, validator=_pos)
+    #: Checkpoints kept while the stage runs.
+    save_total_limit: int = attrs.field(default=2, validator=_pos)
+    #: Keep the checkpoints once the stage has finished (they are removed by default).
+    keep_checkpoints: bool = False
+    #: Recompute activations in the backward pass (less memory, more time).
+    gradient_checkpointing: bool = True
+    #: ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
+    precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
+    #: DataLoader worker processes (videos are decoded in the collator).
+    num_workers: int = attrs.field(default=0, validator=_ge0)
 
 
 def _config_class(name: str):

@@ -6,7 +6,7 @@ completion_mask, **model_kwargs}`` whose rows are ``[chosen; rejected]``, runs t
 with the adapter disabled, and computes the loss and the reward metrics from the summed
 completion log-probabilities. So the only thing video needs is the batch:
 
-* :class:`PreferenceCollator` encodes pairs with the backend (video decoding, chat template,
+* :class:`~temple_core.training.collate.PreferenceCollator` encodes pairs with the backend (video decoding, chat template,
   labels) and pads them -- one video per pair, shared by its chosen and rejected rows;
 * :meth:`VideoDPOTrainer.video_batch` builds TRL's concatenated batch from it and attaches
   the video: either the raw video tensors, repeated for the rejected rows (the vision tower
@@ -22,43 +22,8 @@ from typing import Any
 import torch
 from trl import DPOTrainer
 
-from temple_core.errors import SkipSample, TempleError, VideoError
-
-
-class PreferenceCollator:
-    """Rows of the pairs dataset -> the backend's padded preference batch.
-
-    A pair whose video fails to decode here (it passed the probe before training, so this is
-    rare) is left out of its batch and counted in ``skipped``; a batch with nothing left is an
-    error naming the videos.
-    """
-
-    def __init__(self, backend, video_options: dict[str, Any], max_length: int):
-        self.backend = backend
-        self.video_options = video_options
-        self.max_length = max_length
-        self.skipped: list[dict[str, Any]] = []
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = []
-        for row in rows:
-            try:
-                encoded.append(
-                    self.backend.encode_preference(
-                        video=row["video_path"],
-                        prompt=row["prompt"],
-                        chosen=row["chosen"],
-                        rejected=row["rejected"],
-                        max_length=self.max_length,
-                        **self.video_options,
-                    )
-                )
-            except (SkipSample, VideoError) as exc:
-                self.skipped.append({"id": row["pair_id"], "reason": getattr(exc, "reason", str(exc))})
-        if not encoded:
-            names = ", ".join(row["video_path"] for row in rows)
-            raise TempleError(f"no pair of this batch could be encoded (videos: {names}): {self.skipped[-1]['reason']}")
-        return self.backend.collate_preference(encoded)
+from temple_core.errors import TempleError
+from temple_core.training.collate import PreferenceCollator
 
 
 def _pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:

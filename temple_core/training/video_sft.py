@@ -12,35 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from temple_core.errors import SkipSample, TempleError, VideoError
-
-
-class SFTCollator:
-    """Rows of the SFT dataset -> the backend's padded SFT batch (bad videos skipped, counted)."""
-
-    def __init__(self, backend, video_options: dict[str, Any], max_length: int):
-        self.backend = backend
-        self.video_options = video_options
-        self.max_length = max_length
-        self.skipped: list[dict[str, Any]] = []
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = []
-        for row in rows:
-            try:
-                encoded.append(
-                    self.backend.encode_sft(
-                        messages=json.loads(row["messages"]),
-                        videos=list(row["videos"]),
-                        max_length=self.max_length,
-                        **self.video_options,
-                    )
-                )
-            except (SkipSample, VideoError) as exc:
-                self.skipped.append({"id": row["id"], "reason": getattr(exc, "reason", str(exc))})
-        if not encoded:
-            raise TempleError(f"no sample of this batch could be encoded: {self.skipped[-1]['reason']}")
-        return self.backend.collate_sft(encoded)
+from temple_core.training.collate import SFTCollator
 
 
 def train_sft(options, tctx) -> dict[str, Any]:
