@@ -64,20 +64,34 @@ class StageContext:
         barrier(self.world_size)
 
 
-def read_marker(stage_dir: Path) -> dict[str, Any] | None:
-    path = stage_dir / MARKER
-    if not path.is_file():
-        return None
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON marker file, or ``None`` when it is missing or unreadable (a cut-off write)."""
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace a JSON marker file all at once (write a temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def move_aside(folder: Path) -> Path:
+    """Rename an outdated output folder to ``<name>.stale-<time>`` (kept, never deleted)."""
+    aside = folder.with_name(f"{folder.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    return aside
+
+
+def read_marker(stage_dir: Path) -> dict[str, Any] | None:
+    return read_json(stage_dir / MARKER)
 
 
 def write_marker(stage_dir: Path, data: dict[str, Any]) -> None:
-    tmp = stage_dir / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(stage_dir / MARKER)
+    write_json(stage_dir / MARKER, data)
 
 
 @attrs.define
@@ -123,8 +137,7 @@ def run_stages(
             upstream = marker["stamp"]
             continue
         if marker is not None and rank == 0:
-            aside = stage_dir.with_name(f"{name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-            stage_dir.rename(aside)
+            aside = move_aside(stage_dir)
             log(f"[{name}] its recipe section or an earlier stage changed: old outputs moved to {aside}")
         ctx.barrier()
         started = time.time()

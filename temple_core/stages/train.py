@@ -19,6 +19,7 @@ import attrs
 
 from temple_core.config import ComponentSpec, Structurer, component_field
 from temple_core.errors import RecipeError
+from temple_core.stages import move_aside, read_json, write_json
 
 #: Keys of a stage entry that are not the trainer's options.
 STAGE_KEYS = ("trainer", "name", "difficulty", "data", "perturbations")
@@ -165,28 +166,8 @@ def _stage_fingerprint(recipe, stage: Stage, upstream: str | None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _read_json(path):
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path, data) -> None:
-    import json
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
 def _move_aside(stage_dir, log) -> None:
-    import time
-
-    aside = stage_dir.with_name(f"{stage_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-    stage_dir.rename(aside)
+    aside = move_aside(stage_dir)
     log(f"[train] {stage_dir.name}: its entry or an earlier stage changed; old outputs moved to {aside.name}")
 
 
@@ -257,7 +238,7 @@ def _adopt_finished_stages(ctx, config, train_dir, stage_dirs, log) -> None:
     upstream: str | None = None
     for stage, out_dir in zip(config.stages, stage_dirs):
         old = source / stage.dir_name
-        done = _read_json(old / DONE)
+        done = read_json(old / DONE)
         if done is None or done.get("fingerprint") != _stage_fingerprint(ctx.recipe, stage, upstream):
             break
         old.rename(out_dir)
@@ -313,7 +294,7 @@ def run(ctx, callbacks: list | None = None) -> dict:
     chain: list[dict] = []
     upstream: str | None = None
     for stage, out_dir in zip(config.stages, stage_dirs):
-        done = _read_json(out_dir / DONE)
+        done = read_json(out_dir / DONE)
         if done is None or done.get("fingerprint") != _stage_fingerprint(ctx.recipe, stage, upstream):
             break
         chain.append(done)
@@ -328,15 +309,15 @@ def run(ctx, callbacks: list | None = None) -> dict:
 
     for stage, out_dir in list(zip(config.stages, stage_dirs))[len(chain):]:
         fingerprint = _stage_fingerprint(ctx.recipe, stage, upstream)
-        done = _read_json(out_dir / DONE)
+        done = read_json(out_dir / DONE)
         if ctx.is_main and out_dir.exists():
-            started = _read_json(out_dir / STARTED)
+            started = read_json(out_dir / STARTED)
             if done is not None or (started is not None and started.get("fingerprint") != fingerprint):
                 _move_aside(out_dir, log)
         ctx.barrier()
         out_dir.mkdir(parents=True, exist_ok=True)
         if ctx.is_main:
-            _write_json(out_dir / STARTED, {"fingerprint": fingerprint, "entry": stage.to_data()})
+            write_json(out_dir / STARTED, {"fingerprint": fingerprint, "entry": stage.to_data()})
 
         kind, items = stage_data(ctx, stage)
         if kind == "pairs":
@@ -387,13 +368,13 @@ def run(ctx, callbacks: list | None = None) -> dict:
 
                 raise TempleError(f"trainer {stage.trainer.name!r} wrote no merged model to {out_dir / 'merged'}")
             plot_stage(out_dir, f"{stage.dir_name} ({stage.trainer.name})")
-            _write_json(out_dir / DONE, {"fingerprint": fingerprint, "stamp": stamp, "summary": summary})
+            write_json(out_dir / DONE, {"fingerprint": fingerprint, "stamp": stamp, "summary": summary})
             # The previous stage's merged weights were only needed as this stage's start/reference.
             if not config.keep_merged and start_dir is not None:
                 shutil.rmtree(start_dir, ignore_errors=True)
         ctx.barrier()
         results.append({**summary, "status": "ran"})
-        done = _read_json(out_dir / DONE)
+        done = read_json(out_dir / DONE)
         start_dir, upstream = out_dir / "merged", (done or {}).get("stamp", stamp)
 
     summary = {"stages": results, "final_model": str(start_dir)}
@@ -412,5 +393,5 @@ def run(ctx, callbacks: list | None = None) -> dict:
                     [(f"this run ({ctx.recipe.run_dir})", ours), (f"{config.compare_with}", other)],
                 )
                 summary["comparison"] = str(out)
-        _write_json(train_dir / "final.json", summary)
+        write_json(train_dir / "final.json", summary)
     return summary
