@@ -66,7 +66,8 @@ def path_field(default=None, *, kind: str = "file", **kwargs):
     return attrs.field(default=default, metadata={_MUST_EXIST: kind}, **kwargs)
 
 
-def _suggest(word: str, choices) -> str:
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -103,7 +104,7 @@ class Structurer:
             if key not in fields:
                 raise RecipeError(
                     _join(path, key),
-                    f"unknown key{_suggest(key, fields)}; known keys: {', '.join(sorted(fields))}",
+                    f"unknown key{did_you_mean(key, fields)}; known keys: {', '.join(sorted(fields))}",
                 )
         values = {}
         for name, field in fields.items():
@@ -171,7 +172,7 @@ class Structurer:
             raise RecipeError(path, f"expected {' or '.join(_type_name(a) for a in args)}, got {_describe(data)}")
         if origin is typing.Literal:
             if data not in args:
-                raise RecipeError(path, f"must be one of {', '.join(map(repr, args))}, got {data!r}{_suggest(data, args)}")
+                raise RecipeError(path, f"must be one of {', '.join(map(repr, args))}, got {data!r}{did_you_mean(data, args)}")
             return data
         if origin is list or tp is list:
             if not isinstance(data, list):

@@ -27,6 +27,7 @@ import pluggy
 import yaml
 
 from temple_core import hookspecs
+from temple_core.config import did_you_mean
 from temple_core.errors import PluginError
 
 ENTRY_POINT_GROUP = "temple"
@@ -191,19 +192,12 @@ class PluginManager:
                     f"which failed to load: {failed.error}"
                 )
         known = self.names(kind)
-        import difflib
-
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
         failures = "".join(
             f"; note: plugin {f.module} ({f.source}) failed to load: {f.error}" for f in self.failed if not f.declared
         )
-        return self._raise_unknown(kind, name, known, hint, failures)
-
-    @staticmethod
-    def _raise_unknown(kind, name, known, hint, failures):
         raise PluginError(
-            f"unknown {kind[:-1].replace('_', ' ')} '{name}'{hint}; available: {', '.join(known) or 'none'}{failures}"
+            f"unknown {kind[:-1].replace('_', ' ')} '{name}'{did_you_mean(name, known)}; "
+            f"available: {', '.join(known) or 'none'}{failures}"
         )
 
     def build(self, kind: str, name: str, options=None):

@@ -9,11 +9,11 @@ from the launch, so the same recipe gives the same optimisation on 1 or 8 proces
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 import attrs
 
+from temple_core.config import did_you_mean
 from temple_core.errors import TempleError
 
 #: TRL/transformers config fields that a trainer sets from its own named options; ``args``
@@ -106,9 +106,7 @@ def args_validator(config_class: str):
             if key in RESERVED:
                 raise ValueError(f"'{key}' is set by the stage's option {RESERVED[key]!r}, not through args")
             if key not in fields:
-                close = difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"'{key}' is not a {config_class} option{hint}")
+                raise ValueError(f"'{key}' is not a {config_class} option{did_you_mean(key, sorted(fields))}")
 
     return validate
 
