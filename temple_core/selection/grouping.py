@@ -2,81 +2,53 @@
 
 Repeatedly merge the most similar pair of clusters while that similarity is strictly above
 ``threshold``; the merged cluster's similarity to every other is the *plain mean* of the
-two rows (WPGMA). This is ``scipy.cluster.hierarchy.linkage(1 - s, method="weighted")``
-cut below distance ``1 - threshold`` (tests check it). Ties between equally similar
-candidate merges are broken deterministically (by index), which can give a different
-partition from scipy's only when two candidate merges above the threshold have exactly
-equal similarity; a similarity exactly *at* the threshold never merges, as in scipy.
+two rows (WPGMA). That is exactly scipy's ``linkage(1 - s, method="weighted")`` (compiled,
+nearest-neighbour chain) with the tree cut strictly below distance ``1 - threshold``, so
+the library does the work. The tests check it against :func:`group_wpgma_reference`, the
+greedy loop written out in similarity space.
 
-Cost: items without any partner above the threshold are set aside first; then each round
-merges *every* pair of reciprocal nearest neighbours above the threshold at once, in a few
-vectorised O(n^2) numpy operations, and drops the clusters that can no longer merge. Clustered data needs few rounds (each about halves the
-clusters); the worst case (a chain) needs up to n rounds.
+Exactness: ``1 - s`` is computed exactly for ``s >= 0.5`` (Sterbenz), so with the default
+threshold a similarity exactly *at* the threshold never merges, as the rule says. Ties
+between two equally similar candidate merges above the threshold may be taken in either
+order (scipy's and the loop's orders can differ only then).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import squareform
 
 
 def group_wpgma(similarity: np.ndarray, threshold: float = 0.8) -> list[int]:
     """Cluster labels (``0..k-1``, numbered by first appearance) for a symmetric
     similarity matrix."""
     full = np.asarray(similarity, dtype=np.float64)
-    n = full.shape[0]
-    if full.shape != (n, n):
-        raise ValueError(f"similarity must be square, got shape {full.shape}")
-    if n == 0:
-        return []
-    labels = np.arange(n)  # each item's cluster, named by its surviving row
-    # Items with no partner strictly above the threshold can never merge (a WPGMA similarity
-    # is a mean of item similarities): leave them out of the loop entirely.
-    partner = full > threshold
-    np.fill_diagonal(partner, False)
-    alive = np.flatnonzero(partner.any(axis=1))
-    s = full[np.ix_(alive, alive)]  # a copy: the caller's matrix is never modified
-    np.fill_diagonal(s, -np.inf)
-    rows = alive  # rows[k] = the item naming cluster k
-    while len(rows) > 1:
-        m = len(rows)
-        best = s.argmax(axis=1)
-        value = s[np.arange(m), best]
-        # Reciprocal nearest neighbours above the threshold. WPGMA is reducible, so such a
-        # pair is merged with each other in the greedy order too, and merging all of them in
-        # one round gives the same tree (the idea behind the NN-chain algorithm).
-        mutual = (best[best] == np.arange(m)) & (np.arange(m) < best) & (value > threshold)
-        if not mutual.any():
+    n = full.shape[0] if full.ndim else 0
+    if full.ndim != 2 or full.shape != (n, n):
+        raise ValueError(f"similarity must be a square matrix, got shape {full.shape}")
+    if not np.isfinite(full).all():
+        raise ValueError("similarity has NaN or infinite entries")
+    if n < 2:
+        return [0] * n
+    distance = 1.0 - full
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="weighted")
+    # The rows of the tree come sorted by height, and WPGMA heights never decrease: the merges
+    # to apply are the first k, those strictly below the cut. Row i joins clusters a and b
+    # into cluster n + i; every cluster points at the one it joined, and pointer jumping
+    # (log-depth rounds) takes each item to its root. (fcluster does the same but spends
+    # most of its time validating the tree in Python.)
+    k = int(np.searchsorted(tree[:, 2], 1.0 - threshold, side="left"))
+    parent = np.arange(n + k)
+    joined = tree[:k, :2].astype(np.intp)
+    parent[joined[:, 0]] = parent[joined[:, 1]] = np.arange(n, n + k)
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
             break
-        a = np.flatnonzero(mutual)
-        b = best[a]
-        # Plain means, rows then columns: for two merged pairs this gives the mean of the four
-        # cross similarities, as merging them one after the other would.
-        merged = 0.5 * (s[a] + s[b])
-        # The matrix stays symmetric, so the new columns are the new rows transposed, except
-        # the block between merged clusters, which averages the new rows' columns a and b.
-        block = 0.5 * (merged[:, a] + merged[:, b])
-        s[a] = merged
-        s[:, a] = merged.T
-        s[np.ix_(a, a)] = block
-        s[a, a] = -np.inf
-        rename = np.arange(n)
-        rename[rows[b]] = rows[a]
-        labels = rename[labels]
-        # Drop b (merged into a) and every cluster whose best similarity was already <= the
-        # threshold: later similarities to it are means of values <= the threshold, so it can
-        # never merge again. Dropped rows are masked with -inf; the matrix is compacted only
-        # when half of it is dead, since a numpy gather costs more than the masked argmax.
-        dead = ~(value > threshold)
-        dead[b] = True
-        newly = np.flatnonzero(dead & (rows >= 0))  # masked before: already -inf
-        s[newly] = -np.inf
-        s[:, newly] = -np.inf
-        live = ~dead
-        rows = np.where(live, rows, -1)
-        if live.sum() * 2 < m:
-            s = s[np.ix_(live, live)]
-            rows = rows[live]
-    return _relabel(labels)
+        parent = grand
+    return _relabel(parent[:n])
 
 
 def _relabel(roots: np.ndarray) -> list[int]:

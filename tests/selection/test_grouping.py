@@ -1,35 +1,13 @@
-"""WPGMA grouping equals scipy's weighted linkage cut at the threshold (merge only when > t)."""
+"""WPGMA grouping (scipy's weighted linkage, cut strictly below 1 - threshold) equals the
+greedy loop written out in similarity space (merge only when strictly > threshold)."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.cluster.hierarchy import linkage
-from scipy.spatial.distance import squareform
 
 from temple_core.selection import group_wpgma, groups_of
-from temple_core.selection.grouping import _relabel, group_wpgma_reference
-
-
-def scipy_groups(sim: np.ndarray, threshold: float) -> list[int]:
-    """The reference: linkage(method='weighted') on 1 - s, applying the merges whose height is
-    strictly below 1 - threshold (similarity strictly above the threshold)."""
-    n = len(sim)
-    if n == 1:
-        return [0]
-    dist = 1.0 - sim
-    np.fill_diagonal(dist, 0.0)
-    z = linkage(squareform(dist, checks=False), method="weighted")
-    members = {i: [i] for i in range(n)}
-    cut = 1.0 - threshold
-    for k, (a, b, height, _) in enumerate(z):
-        if not height < cut:
-            break  # heights never decrease for WPGMA: nothing later merges either
-        members[n + k] = members.pop(int(a)) + members.pop(int(b))
-    labels = np.zeros(n, dtype=int)
-    for root, items in members.items():
-        labels[items] = root
-    return _relabel(labels)
+from temple_core.selection.grouping import group_wpgma_reference
 
 
 def random_similarity(rng, n, tie_fraction, threshold, grid):
@@ -49,7 +27,7 @@ def random_similarity(rng, n, tie_fraction, threshold, grid):
 
 def has_tied_merges_above(sim, threshold):
     """True if the greedy run ever faces two equal best candidates above the threshold (then
-    tie-breaking order is implementation-defined, in scipy too)."""
+    either order is WPGMA, and scipy and the loop may pick differently)."""
     s = sim.astype(float).copy()
     np.fill_diagonal(s, -np.inf)
     active = list(range(len(s)))
@@ -75,21 +53,21 @@ def has_tied_merges_above(sim, threshold):
     tie_fraction=st.sampled_from([0.0, 0.2, 0.6]),
     threshold=st.sampled_from([0.8, 0.5, 0.75]),
 )
-def test_equals_scipy_weighted_linkage(seed, n, tie_fraction, threshold):
+def test_equals_greedy_loop(seed, n, tie_fraction, threshold):
     rng = np.random.default_rng(seed)
     sim = random_similarity(rng, n, tie_fraction, threshold, grid=False)
-    assert group_wpgma(sim, threshold) == scipy_groups(sim, threshold)
+    assert group_wpgma(sim, threshold) == group_wpgma_reference(sim, threshold)
 
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 12), tie_fraction=st.sampled_from([0.0, 0.3]))
-def test_equals_scipy_on_exact_grid_with_ties_at_threshold(seed, n, tie_fraction):
+def test_equals_greedy_loop_on_exact_grid_with_ties_at_threshold(seed, n, tie_fraction):
     threshold = 0.75  # dyadic: values exactly at it exist in the grid
     rng = np.random.default_rng(seed)
     sim = random_similarity(rng, n, tie_fraction, threshold, grid=True)
     if has_tied_merges_above(sim, threshold):
         return  # equal candidates: either order is WPGMA; skip rather than compare orders
-    assert group_wpgma(sim, threshold) == scipy_groups(sim, threshold)
+    assert group_wpgma(sim, threshold) == group_wpgma_reference(sim, threshold)
 
 
 def test_ties_at_threshold_never_merge():
@@ -114,14 +92,7 @@ def test_merged_row_is_plain_mean_not_size_weighted():
         ]
     )
     assert group_wpgma(sim, 0.8) == [0, 0, 0, 0]
-    assert scipy_groups(sim, 0.8) == [0, 0, 0, 0]
-
-
-@pytest.mark.parametrize("n", [1, 5, 40])
-def test_reference_loop_agrees(n):
-    rng = np.random.default_rng(n)
-    sim = random_similarity(rng, n, 0.1, 0.8, grid=False)
-    assert group_wpgma(sim, 0.8) == group_wpgma_reference(sim, 0.8)
+    assert group_wpgma_reference(sim, 0.8) == [0, 0, 0, 0]
 
 
 def test_groups_of():
@@ -130,7 +101,7 @@ def test_groups_of():
 
 
 @pytest.mark.parametrize("n,kind", [(200, "uniform"), (300, "clustered")])
-def test_equals_scipy_on_large_matrices(n, kind):
+def test_equals_greedy_loop_on_large_matrices(n, kind):
     rng = np.random.default_rng(n)
     if kind == "uniform":
         sim = random_similarity(rng, n, 0.0, 0.8, grid=False)
@@ -139,4 +110,20 @@ def test_equals_scipy_on_large_matrices(n, kind):
         x = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.normal(size=(n, 32))
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         sim = x @ x.T
-    assert group_wpgma(sim, 0.8) == scipy_groups(sim, 0.8)
+    assert group_wpgma(sim, 0.8) == group_wpgma_reference(sim, 0.8)
+
+
+def test_bad_matrices_are_refused():
+    with pytest.raises(ValueError, match="square"):
+        group_wpgma(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        group_wpgma(np.array([[1.0, np.nan], [np.nan, 1.0]]))
+    assert group_wpgma(np.ones((0, 0))) == []
+    assert group_wpgma(np.ones((1, 1))) == [0]
+
+
+def test_two_clusters_and_a_loner():
+    # Two well-separated clusters of clips (cosine of unit vectors) and one loner.
+    x = np.array([[1, 0, 0], [0.98, 0.2, 0], [0, 1, 0], [0.1, 0.99, 0], [0, 0, 1]], dtype=float)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert group_wpgma(x @ x.T, 0.8) == [0, 0, 1, 1, 2]
