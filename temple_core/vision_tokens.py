@@ -2,11 +2,14 @@
 that matches the transformers processors without torchvision, Qwen-style patch flattening,
 a tiny tokenizer for the ``tiny-random`` presets, and padding.
 
-Resizing equivalence: the transformers Qwen2-VL processors resize with torchvision
-``resize(..., BICUBIC, antialias=True)``. On float tensors torchvision calls exactly
-``torch.nn.functional.interpolate(mode="bicubic", antialias=True, align_corners=False)``;
-on ``uint8`` it computes the same in float, then rounds and clamps to 0..255. We do the
-same (float interpolate, round, clamp, back to uint8), then rescale by 1/255 and normalise.
+Resizing equivalence: the transformers video processors resize ``uint8`` frames with
+torchvision ``resize(..., BICUBIC, antialias=True)``. On the CPU (where processors run
+unless given a ``device``) torchvision hands the ``uint8`` tensor straight to torch's own
+``interpolate(mode="bicubic", antialias=True, align_corners=False)``, whose native ``uint8``
+kernel rounds and clamps after each separable pass. We call that same torch kernel, so the
+frames are bit-identical (checked against the processor where torchvision is installed).
+(On a GPU torchvision instead interpolates in float and rounds once at the end, which can
+differ by a few levels where bicubic overshoots: high-contrast edges.)
 """
 
 from __future__ import annotations
@@ -59,13 +62,12 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 def resize_uint8(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """``(T, H, W, 3) uint8`` -> ``(T, 3, height, width)`` float in 0..255 (rounded, as
-    torchvision's uint8 bicubic antialiased resize)."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    """``(T, H, W, 3) uint8`` -> ``(T, 3, height, width)`` float in 0..255, resized exactly
+    as torchvision's ``uint8`` bicubic antialiased resize on the CPU (torch's native kernel)."""
+    video = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8)).permute(0, 3, 1, 2)
     if video.shape[-2:] != (height, width):
         video = torch.nn.functional.interpolate(video, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-        video = video.round().clamp(0, 255)
-    return video
+    return video.float()
 
 
 def qwen_patchify(

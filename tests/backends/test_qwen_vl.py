@@ -3,13 +3,15 @@
 import json
 import math
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from temple_core.errors import ModelError, SkipSample
-from temple_core.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify
+from temple_core.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
 from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
 
 FAMILIES = {"qwen2_vl": Qwen2VLBackend, "qwen2_5_vl": Qwen2_5VLBackend, "mimo_vl": MiMoVLBackend}
@@ -87,18 +89,59 @@ def test_flat_frames_stay_flat_after_resize():
     np.testing.assert_allclose(ours.reshape(len(ours), 3, -1).mean(-1).numpy(), np.broadcast_to(expected, (len(ours), 3)), atol=1e-5)
 
 
-def test_same_tensors_as_the_transformers_video_processor():
-    pytest.importorskip("torchvision", reason="transformers' video processor needs torchvision (GPU boxes)")
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+REFERENCE = Path(__file__).parent / "data" / "processor_reference.npz"
 
-    rng = np.random.default_rng(0)
-    for frames, h, w, max_pixels in [(5, 48, 64, 90000), (4, 37, 101, 4000), (3, 240, 320, 20000)]:
+
+def test_resize_is_bit_identical_to_the_transformers_video_processor():
+    """Frames resized by transformers' Qwen2VLVideoProcessor (committed by
+    data/make_processor_reference.py where torchvision imports) == ours, to the bit."""
+    sys.path.insert(0, str(REFERENCE.parent))
+    try:
+        from make_processor_reference import CASES, case_input
+    finally:
+        sys.path.pop(0)
+    reference = np.load(REFERENCE)
+    for seed, frames, h, w, max_pixels in CASES:
+        expected = reference[f"case{seed}"]
+        rh, rw = reference_smart_resize(h, w, 28, 784, max_pixels)
+        assert expected.shape == (frames, 3, rh, rw)
+        ours = resize_uint8(case_input(seed, frames, h, w), rh, rw)
+        assert torch.equal(ours, torch.from_numpy(expected).float()), f"case {seed}: {(ours - torch.from_numpy(expected).float()).abs().max()}"
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_same_tensors_and_tokens_as_the_transformers_processor(name):
+    """Where torchvision imports: the family's transformers processor (video processor, image
+    processor, tokenizer) on the same frames gives our input_ids, visual tensors, grids,
+    second_per_grid_ts and mm_token_type_ids."""
+    pytest.importorskip("torchvision", reason="transformers' video/image processors need torchvision")
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    from transformers.video_utils import VideoMetadata
+
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for frames, h, w, max_pixels, fps in [(5, 37, 101, 4000, 2.0), (4, 48, 64, 90000, 1.0), (3, 240, 320, 20000, 0.5), (1, 17, 23, 784, 2.0)]:
+        b = backend(name, preset="tiny-random", max_pixels=max_pixels)
         video = rng.integers(0, 256, (frames, h, w, 3), dtype=np.uint8)
-        proc = Qwen2VLVideoProcessor(size={"shortest_edge": 784, "longest_edge": max_pixels}, cap_pixels_per_frame=False)
-        ref = proc(videos=[video], return_tensors="pt", do_sample_frames=False)
-        ours, grid = qwen_patchify(video, patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=784, max_pixels=max_pixels)
-        assert grid == ref["video_grid_thw"][0].tolist()
-        torch.testing.assert_close(ours, ref["pixel_values_videos"].float(), atol=2e-2, rtol=0)
+        conversation = [{"role": "user", "content": [
+            {"type": "video", "frames": list(video), "fps": fps}, {"type": "image", "image": image}, {"type": "text", "text": "Describe."}]}]
+        visuals = [b.visual_inputs(c) for c in conversation[0]["content"][:2]]
+        ids = b.processor(b._render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
+        ours = {**b.visual_batch(visuals), **{k: torch.tensor([v]) for k, v in b.row_extras(ids).items()}}
+
+        size = {"shortest_edge": 784, "longest_edge": max_pixels}
+        cls = Qwen2VLProcessor if name == "qwen2_vl" else Qwen2_5_VLProcessor
+        proc = cls(image_processor=Qwen2VLImageProcessor(size=size), video_processor=Qwen2VLVideoProcessor(size=size, cap_pixels_per_frame=False),
+                   tokenizer=b.processor, chat_template=b.processor.chat_template)
+        text = b.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        ref = proc(text=[text], images=[image], videos=[video], video_metadata=[VideoMetadata(total_num_frames=frames, fps=fps)],
+                   do_sample_frames=False, return_tensors="pt")
+        assert ref["input_ids"][0].tolist() == ids
+        assert set(ours) <= set(ref), set(ours) - set(ref)
+        for key, value in ours.items():
+            torch.testing.assert_close(value, ref[key].to(value.dtype), atol=1e-6, rtol=0, msg=lambda m, k=key: f"{name} {key}: {m}")
 
 
 # -- chat ---------------------------------------------------------------------------------------
