@@ -254,6 +254,19 @@ def single_process_cpu_launch(env) -> bool:
     return use_cpu and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
 
 
+def sharding_without_gpu(env, cuda_available: bool) -> str | None:
+    """The sharding an ``accelerate launch`` config asked for (``FSDP`` / ``DeepSpeed``) when no
+    GPU is visible, else None. transformers then sets the Trainer up for the CPU (``use_cpu``),
+    where accelerate keeps the processes in plain data parallel over gloo: the run trains, but
+    nothing is sharded (checked with examples/accelerate/fsdp.yaml on 2 CPU processes)."""
+    if cuda_available:
+        return None
+    for name, variable in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
+        if str(env.get(variable, "")).lower() in ("1", "true", "yes"):
+            return name
+    return None
+
+
 def run(ctx, callbacks: list | None = None) -> dict:
     """Run ``train.stages`` in order; a finished stage (merged weights + done marker) is kept.
 
@@ -277,6 +290,13 @@ def run(ctx, callbacks: list | None = None) -> dict:
             "mpirun for several CPU processes); training on 1 process. For N CPU processes (gloo): "
             "torchrun --nproc_per_node N -m temple_core run RECIPE, or on a machine without GPUs "
             "accelerate launch --multi_gpu --num_processes N -m temple_core run RECIPE"
+        )
+    import torch
+
+    if sharding := sharding_without_gpu(os.environ, torch.cuda.is_available()):
+        log(
+            f"[train] warning: the launch asks for {sharding}, which needs GPUs; with none visible the "
+            "processes train as plain data parallel over gloo (same results, nothing sharded)"
         )
     if not ctx.progress:
         from transformers.utils import logging as hf_logging

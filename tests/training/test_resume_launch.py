@@ -137,3 +137,12 @@ def test_single_process_cpu_launch_is_detected():
     assert single_process_cpu_launch({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
     assert not single_process_cpu_launch({"ACCELERATE_USE_CPU": "True"})  # --num_processes 1
     assert not single_process_cpu_launch({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "x", "WORLD_SIZE": "2"})
+
+
+def test_sharding_asked_for_without_a_gpu_is_reported():
+    from temple_core.stages.train import sharding_without_gpu
+
+    assert sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=False) == "FSDP"
+    assert sharding_without_gpu({"ACCELERATE_USE_DEEPSPEED": "true"}, cuda_available=False) == "DeepSpeed"
+    assert sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=True) is None
+    assert sharding_without_gpu({}, cuda_available=False) is None
