@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
@@ -25,6 +26,14 @@ from temple_core.errors import VideoError
 
 # Decoding forward is cheaper than a seek (which restarts at a keyframe) for short gaps.
 _SEEK_GAP_FRAMES = 48
+
+# At or below this many pixels a frame is "small": swscale's threads cost more than they save.
+_SMALL_PIXELS = 640 * 360
+
+# FFmpeg's decoder threading. ``AUTO`` (frame threads) is also what gives a file whose last
+# packet is cut short the same outcome as before -- fewer frames, then the truncation check;
+# slice or no threading decode a 160x90 video ~15% faster but fail on that packet instead.
+DECODE_THREAD_TYPE = "AUTO"
 
 
 class _Converter:
@@ -34,15 +43,22 @@ class _Converter:
     frame, which costs ~10x the conversion itself on small outputs; one ``VideoReformatter``
     per pass keeps its context. Scaling is bicubic, ffmpeg's default (``-s 48x27`` in the
     TransNetV2 reference pipeline uses it).
+
+    swscale's own slice threads (PyAV's default: one per CPU) cost ~90 us a frame in
+    hand-offs, 8x the conversion of a 160x90 frame: small frames are converted on one thread.
+    The output is the same bytes either way (checked on test.mp4 and a 720p video, scaled
+    and not, rgb24/bgr24/gray).
     """
 
     def __init__(self, width: int | None, height: int | None, format: str):
         self.width, self.height, self.format = width, height, format
         self.reformatter = VideoReformatter()
+        self.interpolation = "BICUBIC" if width or height else None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         out = self.reformatter.reformat(
-            frame, self.width, self.height, self.format, interpolation="BICUBIC" if self.width or self.height else None
+            frame, self.width, self.height, self.format, interpolation=self.interpolation,
+            threads=1 if frame.width * frame.height <= _SMALL_PIXELS else 0,
         )
         return out.to_ndarray(format=self.format)
 
@@ -62,7 +78,7 @@ def gray_range_of(frame: av.VideoFrame, to_gray: _Converter) -> tuple[int, int]:
     if frame.format.name in _LUMA_FIRST:
         plane = frame.planes[0]
         luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
-        low, high = int(luma.min()), int(luma.max())
+        low, high = (int(v) for v in cv2.minMaxLoc(luma)[:2])  # half numpy's min + max on small frames
         full = frame.format.name.startswith("yuvj") or frame.color_range == 2  # AVCOL_RANGE_JPEG
         if not full:
             low, high = (min(255, max(0, round((v - 16) * 255 / 219))) for v in (low, high))
@@ -78,10 +94,17 @@ class VideoSource:
     get, per frame, the min and max grayscale level over all its pixels at full resolution
     (``gray_range``: ``uint8`` array ``(num_frames, 2)``) -- selection's monochrome filter
     needs them, and computing them during the detector's pass saves a second decode.
+
+    With ``decode_worker=True`` a streaming pass decodes in a separate, persistent worker
+    process (:mod:`temple_core.decode_worker`) while the caller works on the frames it has
+    (on 2+ CPUs; otherwise, or while that worker is busy with another pass, in-process). The
+    frames, ranges, counts and errors are the same as in-process; a worker that dies or stalls
+    is a :class:`VideoError` for this video. Seeking reads are always in-process.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, decode_worker: bool = False):
         self.path = Path(path)
+        self.decode_worker = decode_worker
         if not self.path.is_file():
             raise VideoError(f"{self.path}: no such file")
         if self.path.stat().st_size == 0:
@@ -135,7 +158,7 @@ class VideoSource:
         except Exception as exc:
             raise VideoError(f"{self.path}: cannot open as video ({exc})") from exc
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = DECODE_THREAD_TYPE
         return container, stream
 
     def _decode(self) -> Iterator[av.VideoFrame]:
@@ -156,14 +179,22 @@ class VideoSource:
         ``gray_range`` when ``record_gray_range`` is set).
         """
         ranges: list[tuple[int, int]] | None = [] if self.record_gray_range else None
-        to_gray = _Converter(None, None, "gray")
-        convert = _Converter(width, height, format)
         count = 0
-        for frame in self._decode():
-            if ranges is not None:
-                ranges.append(gray_range_of(frame, to_gray))
-            yield convert(frame)
-            count += 1
+        chunks = self._worker_pass(width, height, format, ranges is not None)
+        if chunks is not None:
+            for frames, gray in chunks:
+                if ranges is not None:
+                    ranges.extend(gray)
+                yield from frames
+                count += len(frames)
+        else:
+            to_gray = _Converter(None, None, "gray")
+            convert = _Converter(width, height, format)
+            for frame in self._decode():
+                if ranges is not None:
+                    ranges.append(gray_range_of(frame, to_gray))
+                yield convert(frame)
+                count += 1
         if count == 0:
             raise VideoError(f"{self.path}: no frame decodes")
         # A file cut short but with its index intact (``faststart`` MP4) decodes without an
@@ -175,6 +206,16 @@ class VideoSource:
         self._num_frames = count
         if ranges is not None:
             self.gray_range = np.asarray(ranges, dtype=np.uint8).reshape(-1, 2)
+
+    def _worker_pass(self, width: int | None, height: int | None, format: str, gray: bool):
+        """The pass's ``(frames, gray ranges)`` chunks from the decode worker, or ``None`` to
+        decode in-process (worker off or busy, one CPU, a format the ring does not carry)."""
+        from temple_core import decode_worker
+
+        if not self.decode_worker or format not in decode_worker.PIPE_FORMATS or not decode_worker.usable():
+            return None
+        shape = (height or self.height, width or self.width, decode_worker.PIPE_FORMATS[format])
+        return decode_worker.get_worker().try_pass(self.path, width, height, format, shape, gray)
 
     def _index_of(self, frame: av.VideoFrame) -> int | None:
         if frame.pts is None or frame.time_base is None:
