@@ -254,17 +254,13 @@ def single_process_cpu_launch(env) -> bool:
     return use_cpu and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
 
 
-def sharding_without_gpu(env, cuda_available: bool) -> str | None:
-    """The sharding an ``accelerate launch`` config asked for (``FSDP`` / ``DeepSpeed``) when no
-    GPU is visible, else None. transformers then sets the Trainer up for the CPU (``use_cpu``),
-    where accelerate keeps the processes in plain data parallel over gloo: the run trains, but
-    nothing is sharded (checked with examples/accelerate/fsdp.yaml on 2 CPU processes)."""
-    if cuda_available:
-        return None
-    for name, variable in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
-        if str(env.get(variable, "")).lower() in ("1", "true", "yes"):
-            return name
-    return None
+def sharding_without_gpu(env, cuda_available: bool) -> bool:
+    """True when an ``accelerate launch`` config asks for FSDP and no GPU is visible.
+    transformers then sets the Trainer up for the CPU (``use_cpu``), where accelerate keeps the
+    processes in plain data parallel over gloo: the run trains, but nothing is sharded (checked
+    with examples/accelerate/fsdp.yaml on 2 CPU processes). DeepSpeed is different: its CPU
+    accelerator really runs ZeRO on CPU processes (the stage summary's ``zero_stage`` says so)."""
+    return not cuda_available and str(env.get("ACCELERATE_USE_FSDP", "")).lower() in ("1", "true", "yes")
 
 
 def run(ctx, callbacks: list | None = None) -> dict:
@@ -293,9 +289,9 @@ def run(ctx, callbacks: list | None = None) -> dict:
         )
     import torch
 
-    if sharding := sharding_without_gpu(os.environ, torch.cuda.is_available()):
+    if sharding_without_gpu(os.environ, torch.cuda.is_available()):
         log(
-            f"[train] warning: the launch asks for {sharding}, which needs GPUs; with none visible the "
+            "[train] warning: the launch asks for FSDP, which needs GPUs here; with none visible the "
             "processes train as plain data parallel over gloo (same results, nothing sharded)"
         )
     if not ctx.progress:

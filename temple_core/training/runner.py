@@ -96,4 +96,17 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
         "resumed_from": resume,
         "train_loss": metrics.get("train_loss"),
         "train_seconds": round(time.time() - began, 2),
+        **distribution_of(trainer),
     }
+
+
+def distribution_of(trainer) -> dict[str, Any]:
+    """How accelerate ran the stage: ``distributed_type`` (``NO``, ``MULTI_CPU``, ``MULTI_GPU``,
+    ``DEEPSPEED``, ``FSDP``...) and, under DeepSpeed, the ZeRO stage -- what a launch config
+    asked for is not always what runs (FSDP without GPUs falls back to data parallel)."""
+    state = trainer.accelerator.state
+    out: dict[str, Any] = {"distributed_type": getattr(state.distributed_type, "value", str(state.distributed_type))}
+    plugin = getattr(state, "deepspeed_plugin", None)
+    if plugin is not None:
+        out["zero_stage"] = plugin.zero_stage
+    return out

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,10 +140,40 @@ def test_single_process_cpu_launch_is_detected():
     assert not single_process_cpu_launch({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "x", "WORLD_SIZE": "2"})
 
 
-def test_sharding_asked_for_without_a_gpu_is_reported():
+def test_fsdp_asked_for_without_a_gpu_is_reported():
     from temple_core.stages.train import sharding_without_gpu
 
-    assert sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=False) == "FSDP"
-    assert sharding_without_gpu({"ACCELERATE_USE_DEEPSPEED": "true"}, cuda_available=False) == "DeepSpeed"
-    assert sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=True) is None
-    assert sharding_without_gpu({}, cuda_available=False) is None
+    assert sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=False)
+    assert not sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=True)
+    assert not sharding_without_gpu({"ACCELERATE_USE_DEEPSPEED": "true"}, cuda_available=False)
+    assert not sharding_without_gpu({}, cuda_available=False)
+
+
+def launch(config, recipe, extra=()):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *extra,
+         "--main_process_port", str(free_port()), "-m", "temple_core", "run", str(recipe), "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+
+
+def test_deepspeed_zero2_config_on_two_cpu_processes(tmp_path, videos):
+    """examples/accelerate/deepspeed_zero2.yaml, really run: DeepSpeed's CPU accelerator on 2
+    processes gives the metrics of one process (deepspeed is optional: pip install deepspeed)."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed (optional, for multi-GPU training)")
+    stage = {**STAGE, "batch_size": 4, "max_steps": 3, "save_steps": 100}
+    run(make_recipe(tmp_path / "one", videos, stage))
+    recipe_path = tmp_path / "ds.yaml"
+    recipe_path.write_text(yaml.safe_dump(make_recipe(tmp_path / "ds", videos, stage)))
+    result = launch(ROOT / "examples" / "accelerate" / "deepspeed_zero2.yaml", recipe_path,
+                    ["--num_processes", "2", "--mixed_precision", "no"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    final = json.loads((tmp_path / "ds" / "train" / "final.json").read_text())["stages"][0]
+    assert (final["processes"], final["distributed_type"], final["zero_stage"]) == (2, "DEEPSPEED", 2)
+    single = read_jsonl(tmp_path / "one" / "train" / "0-dpo" / "metrics.jsonl")
+    sharded = read_jsonl(tmp_path / "ds" / "train" / "0-dpo" / "metrics.jsonl")
+    assert [m["step"] for m in sharded] == [1, 2, 3]
+    for key in ("loss", "logps/chosen", "logps/rejected"):
+        assert [m[key] for m in sharded] == pytest.approx([m[key] for m in single], abs=1e-4), key
+    assert (tmp_path / "ds" / "train" / "0-dpo" / "merged" / "config.json").is_file()
