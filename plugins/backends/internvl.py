@@ -1,21 +1,33 @@
 """InternVL2.5 backend on transformers' ``InternVLForConditionalGeneration`` (HF-format checkpoints,
 e.g. ``OpenGVLab/InternVL2_5-8B-MPO-hf``).
 
-Video as the HF InternVL processor builds it, without torchvision: every sampled frame is
-resized to the vision tower's ``image_size`` square (bicubic, antialiased, as in
-``temple_core.vision_tokens``), rescaled and normalised, and enters the text as
-``Frame{i}: <img><IMG_CONTEXT>*image_seq_length</img>`` lines joined by ``\\n``. Images are one
-tile (the processor's dynamic tiling into up to 12 crops + thumbnail is not reproduced).
+Visual input as transformers' ``InternVLProcessor`` builds it, without torchvision:
+
+* Video: every sampled frame is one tile, resized to the vision tower's ``image_size`` square
+  (bicubic, antialiased, as in ``temple_core.vision_tokens``), rescaled and normalised, and
+  enters the text as ``Frame{i}: <img><IMG_CONTEXT>*image_seq_length</img>`` lines joined by
+  ``\\n`` (the processor's ``InternVLVideoProcessor``).
+* Image: dynamic tiling by transformers' own GotOcr2 image processor (its numpy backend,
+  ``GotOcr2ImageProcessorPil``, configured from the checkpoint's ``preprocessor_config.json``):
+  the grid of ``min_image_tiles..max_image_tiles`` square tiles whose aspect ratio is closest to
+  the image's, the image resized to that grid and cut into tiles, plus a thumbnail of the whole
+  image when there is more than one tile (``image_tiling: false``: one tile, as a frame). The one
+  step done differently is the resize kernel: ``resize_uint8`` (torch's native uint8 bicubic
+  antialiased kernel, which torchvision calls on the CPU) instead of PIL's, so the tiles equal
+  what the processor's default, torchvision image processor gives -- and what the video frames
+  get. The text is ``<img><IMG_CONTEXT>*(image_seq_length*tiles)</img>``; see docs/backends.md.
 Original remote-code checkpoints (``model_type: internvl_chat``) are refused unless
 ``trust_remote_code`` is set -- and even then they must first be converted to HF format.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
@@ -42,10 +54,64 @@ CHAT_TEMPLATE = (
 )
 
 
+@functools.cache
+def tiled_image_processor_class():
+    """``TiledImageProcessor``: transformers' GotOcr2 (InternVL) image processor, numpy backend,
+    whose bicubic resize of uint8 images is ``resize_uint8`` -- torch's native kernel, as the
+    default (torchvision) ``GotOcr2ImageProcessor`` resizes on the CPU -- instead of PIL's.
+    Grid choice, crops, thumbnail, rescale and normalisation are the library's own. (Built on
+    first use: importing the image processor costs seconds at plugin load.)"""
+    from transformers.image_utils import PILImageResampling
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    class TiledImageProcessor(GotOcr2ImageProcessorPil):
+        def resize(self, image, size, resample=None, **kwargs):
+            if image.dtype != np.uint8 or resample not in (PILImageResampling.BICUBIC, int(PILImageResampling.BICUBIC)):
+                return super().resize(image, size, resample=resample, **kwargs)
+            # ``image`` is channels-first here (the backend's layout).
+            out = resize_uint8(np.moveaxis(image, 0, -1)[None], size.height, size.width)[0]
+            return out.to(torch.uint8).numpy()
+
+    TiledImageProcessor.__doc__ = tiled_image_processor_class.__doc__
+    return TiledImageProcessor
+
+
+def image_uint8(image) -> np.ndarray:
+    """An image content item's ``image`` (PIL image or ``(H, W[, C])`` array) -> ``(H, W, 3) uint8`` RGB."""
+    if hasattr(image, "convert"):  # PIL: palette, grey, RGBA ... -> RGB, as the processor's do_convert_rgb
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, -1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
+        raise ModelError(f"internvl2_5: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
+    return np.array(array[..., :3])  # a writable copy (torch warns on read-only arrays)
+
+
+def _positive(instance, attribute, value):
+    if value is not None and value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.define(kw_only=True)
+class InternVLOptions(HFChatBackend.Options):
+    #: Tile images dynamically, as transformers' InternVLProcessor does (false: one tile per image).
+    image_tiling: bool = True
+    #: Fewest tiles per image (thumbnail not counted); None: the checkpoint's preprocessor_config.json min_patches, else 1.
+    min_image_tiles: int | None = attrs.field(default=None, validator=_positive)
+    #: Most tiles per image (thumbnail not counted); None: the checkpoint's preprocessor_config.json max_patches, else 12.
+    max_image_tiles: int | None = attrs.field(default=None, validator=_positive)
+
+    def __attrs_post_init__(self):
+        if self.min_image_tiles is not None and self.max_image_tiles is not None and self.min_image_tiles > self.max_image_tiles:
+            raise ValueError(f"min_image_tiles ({self.min_image_tiles}) > max_image_tiles ({self.max_image_tiles})")
+
+
 class InternVLBackend(HFChatBackend):
     """InternVL2.5 (transformers ``InternVLForConditionalGeneration``)."""
 
     family = "internvl2_5"
+    Options = InternVLOptions
     model_types = ("internvl",)
     remote_types = ("internvl_chat",)
     special_tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
@@ -81,36 +147,68 @@ class InternVLBackend(HFChatBackend):
         )
 
     # -- visual tensors ---------------------------------------------------------------------
+    def _preprocessor_config(self, name: str) -> dict:
+        file = Path(self.model_dir()) / name
+        return json.loads(file.read_text()) if file.is_file() else {}
+
     def _norm(self):
-        """Mean/std from the checkpoint's preprocessor config (ImageNet's when absent)."""
+        """Mean/std for video frames: the checkpoint's video (else image) preprocessor config, ImageNet's when absent."""
         for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
-            file = Path(self.model_dir()) / name
-            if file.is_file():
-                cfg = json.loads(file.read_text())
-                if "image_mean" in cfg:
-                    return tuple(cfg["image_mean"]), tuple(cfg["image_std"])
+            cfg = self._preprocessor_config(name)
+            if "image_mean" in cfg:
+                return tuple(cfg["image_mean"]), tuple(cfg["image_std"])
         return IMAGENET_MEAN, IMAGENET_STD
 
-    def visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None) -> dict[str, Any]:
+    def _tile_size(self) -> int:
         size = self.model.config.vision_config.image_size
-        size = size[0] if isinstance(size, (list, tuple)) else size
+        return size[0] if isinstance(size, (list, tuple)) else size
+
+    def image_processor(self):
+        """The image processor, from the checkpoint's ``preprocessor_config.json`` (InternVL's
+        defaults when absent: the tower's tile size, ImageNet mean/std, bicubic, 1..12 tiles)."""
+        folder = self.model_dir()
+        if getattr(self, "_images_for", None) != folder:
+            cfg = self._preprocessor_config("preprocessor_config.json")
+            size = self._tile_size()
+            defaults = {"size": {"height": size, "width": size}, "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD),
+                        "min_patches": 1, "max_patches": 12}
+            keep = ("size", "image_mean", "image_std", "min_patches", "max_patches", "resample", "do_rescale", "rescale_factor",
+                    "do_normalize", "do_convert_rgb")
+            self._images = tiled_image_processor_class()(**{**defaults, **{k: v for k, v in cfg.items() if k in keep}})
+            self._images_for = folder
+        return self._images
+
+    def _image_tiles(self, image) -> torch.Tensor:
+        """One image -> its tiles ``(n, 3, size, size)`` (the thumbnail last when n > 1)."""
+        proc, opts = self.image_processor(), self.options
+        low = opts.min_image_tiles or proc.min_patches
+        high = opts.max_image_tiles or proc.max_patches
+        if low > high:
+            raise ModelError(f"{self.family}: min_image_tiles {low} > max_image_tiles {high}")
+        # crop_to_patches as the option says: InternVLProcessor passes True whatever the checkpoint's config holds.
+        out = proc(images=[image_uint8(image)], crop_to_patches=opts.image_tiling, min_patches=low, max_patches=high, return_tensors="pt")
+        return out["pixel_values"]
+
+    def visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None) -> dict[str, Any]:
+        seq = self.model.config.image_seq_length
         if item["type"] == "image":
-            frames, kind = np.asarray(item["image"])[None], "image"
-        else:
-            frames, _ = item_frames(item, fps or self.options.fps, max_frames or self.options.max_frames)
-            kind = "video"
+            pixels = self._image_tiles(item["image"])
+            tiles = len(pixels)
+            return {"kind": "image", "pixels": pixels, "tiles": tiles, "tokens": seq * tiles, "per_frame": seq}
+        frames, _ = item_frames(item, fps or self.options.fps, max_frames or self.options.max_frames)
+        size = self._tile_size()
         mean, std = self._norm()
         pixels = resize_uint8(frames, size, size) / 255.0
         pixels = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-        seq = self.model.config.image_seq_length
-        return {"kind": kind, "pixels": pixels, "frames": len(frames), "tokens": seq * len(frames), "per_frame": seq}
+        return {"kind": "video", "pixels": pixels, "frames": len(frames), "tokens": seq * len(frames), "per_frame": seq}
 
     def expand_placeholder(self, placeholder: str, visual: dict[str, Any]) -> str:
-        block = "<img>" + "<IMG_CONTEXT>" * visual["per_frame"] + "</img>"
         if placeholder == "<video>" and visual["kind"] == "video":
+            block = "<img>" + "<IMG_CONTEXT>" * visual["per_frame"] + "</img>"
             return "\n".join(f"Frame{i + 1}: {block}" for i in range(visual["frames"]))
         if placeholder == "<IMG_CONTEXT>" and visual["kind"] == "image":
-            return block
+            # All tiles (and the thumbnail) of one image in one <img>...</img> span.
+            return "<img>" + "<IMG_CONTEXT>" * visual["tokens"] + "</img>"
         raise ModelError(f"{self.family}: visual items out of order with the template's placeholders")
 
     def visual_batch(self, visuals: list[dict]) -> dict[str, Any]:
