@@ -79,9 +79,14 @@ class PySceneDetectDetector:
         count = 0
         timecode = None
         # PySceneDetect works on BGR (OpenCV's order): ask the decoder for it directly.
+        fps = video.fps
+        # With ``decode_worker`` on, the frames are decoded in another process meanwhile: this
+        # loop is the detector's own work plus a few microseconds per frame.
         for frame in video.iter_frames(width, height, format="bgr24"):
-            timecode = FrameTimecode(count, video.fps)
-            cuts.extend(_frame_num(t) for t in detector.process_frame(timecode, frame))
+            timecode = FrameTimecode(count, fps)
+            hits = detector.process_frame(timecode, frame)
+            if hits:
+                cuts.extend(_frame_num(t) for t in hits)
             count += 1
         if count == 0:
             raise VideoError(f"{video.path}: no frame decodes")

@@ -24,6 +24,7 @@ import av
 import cv2
 import numpy as np
 
+from temple_core import decode_worker
 from temple_core.config import component_field
 from temple_core.distributed import shard
 from temple_core.errors import VideoError
@@ -248,6 +249,8 @@ def select_videos(
             bar.update(record)
     finally:
         bar.close()
+        if config.decode_worker:
+            decode_worker.shutdown()  # later stages of the run do not need it (nor its memory)
     return store
 
 

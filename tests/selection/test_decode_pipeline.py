@@ -19,7 +19,7 @@ import pytest
 from temple_core import decode_worker
 from temple_core.config import structure
 from temple_core.errors import VideoError
-from temple_core.stages.select import Config
+from temple_core.stages.select import Config, select_videos
 from temple_core.video import VideoSource
 
 pytestmark = pytest.mark.skipif(not decode_worker.usable(), reason="the decode worker needs POSIX and 2+ CPUs")
@@ -196,6 +196,18 @@ def test_nothing_left_behind(videos_dir):
     assert _ring_files() == before
 
 
-def test_the_stage_option_turns_it_off():
+def test_the_stage_gives_the_same_records_either_way_and_stops_its_worker(videos_dir, bad_files, plugins, tmp_path):
     assert structure(Config, {}, "select").decode_worker is True
-    assert structure(Config, {"decode_worker": False}, "select").decode_worker is False
+    videos = [videos_dir / "cuts.mp4", videos_dir / "flash.mp4", bad_files["cut_short"]]
+    ids = [p.stem for p in videos]
+    records = []
+    for worker in (True, False):
+        config = structure(
+            Config, {"shot_detector": {"name": "pyscenedetect"}, "decode_worker": worker}, "select", plugins=plugins
+        )
+        store = select_videos(config, plugins, videos, ids, tmp_path / str(worker))
+        records.append(sorted(store.records(), key=lambda r: r["video_id"]))
+        assert decode_worker.get_worker().pid is None  # stopped when the stage is done
+    assert [r["status"] for r in records[0]] == ["error", "kept", "kept"]
+    for a, b in zip(*records):
+        assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if k != "path"), a["video_id"]
