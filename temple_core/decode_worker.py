@@ -299,14 +299,22 @@ class DecodeWorker:
 
     def _pass(self, path, width, height, format, frame_shape, gray) -> Iterator[tuple]:
         try:
-            frame_bytes = int(np.prod(frame_shape))
-            slot_bytes = max(SLOT_BYTES, frame_bytes)
-            ring_path = None
-            if self.ring is None or self.ring_size < SLOTS * slot_bytes:
-                ring_path = self._new_ring(SLOTS * slot_bytes)
-            self.jobs += 1
-            job = self.jobs
-            self.conn.send(("job", job, path, width, height, format, gray, ring_path, self.ring_size, slot_bytes, SLOTS))
+            slot_bytes = max(SLOT_BYTES, int(np.prod(frame_shape)))
+            for attempt in range(2):
+                try:
+                    self.start()  # a new worker if the last one died while idle
+                    ring_path = None
+                    if self.ring is None or self.ring_size < SLOTS * slot_bytes:
+                        ring_path = self._new_ring(SLOTS * slot_bytes)
+                    self.jobs += 1
+                    job = self.jobs
+                    message = ("job", job, path, width, height, format, gray, ring_path, self.ring_size, slot_bytes, SLOTS)
+                    self.conn.send(message)
+                    break
+                except OSError as exc:
+                    self._reset(kill=True)
+                    if attempt:
+                        raise VideoError(f"{path}: decode worker unavailable ({exc})") from exc
         except BaseException:
             self._lock.release()
             raise
@@ -367,7 +375,10 @@ class DecodeWorker:
             return conn.recv()
         except (EOFError, OSError):
             pass
-        code = process.wait(timeout=5) if process is not None else None
+        try:
+            code = process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # closed its end but did not exit
+            code = "none: it closed its end and was killed"
         raise VideoError(f"{path}: decode worker died (exit code {code})")
 
     def _cancel(self, job: int) -> None:

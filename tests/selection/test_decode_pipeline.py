@@ -127,7 +127,14 @@ def test_a_worker_that_dies_is_a_video_error_and_the_next_pass_restarts_it(video
     assert str(path) in str(info.value)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     _same_pass(path, 48, 27)  # a new worker
-    assert decode_worker.get_worker().pid not in (None, pid)
+    idle = decode_worker.get_worker().pid
+    assert idle not in (None, pid)
+    os.kill(idle, signal.SIGKILL)  # dies between passes: the next pass starts another one
+    deadline = time.monotonic() + 10
+    while decode_worker.get_worker().pid is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _same_pass(path, 48, 27)
+    assert decode_worker.get_worker().pid not in (None, idle)
 
 
 def test_a_stalled_worker_is_killed_and_is_a_video_error(videos_dir, monkeypatch):
