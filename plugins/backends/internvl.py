@@ -16,8 +16,10 @@ Visual input as transformers' ``InternVLProcessor`` builds it, without torchvisi
   antialiased kernel, which torchvision calls on the CPU) instead of PIL's, so the tiles equal
   what the processor's default, torchvision image processor gives -- and what the video frames
   get. The text is ``<img><IMG_CONTEXT>*(image_seq_length*tiles)</img>``; see docs/backends.md.
-Original remote-code checkpoints (``model_type: internvl_chat``) are refused unless
-``trust_remote_code`` is set -- and even then they must first be converted to HF format.
+Original remote-code checkpoints (``model_type: internvl_chat``, e.g. ``OpenGVLab/InternVL2_5-8B``)
+are refused unless ``trust_remote_code`` is set; then they are converted once to transformers'
+format in the cache (``internvl_original.py``: the mapping of transformers' own conversion
+script) and loaded from there.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import torch
 from temple_core.errors import ModelError
 from temple_core.hf_backend import HFChatBackend
 from temple_core.hookspecs import hookimpl
-from temple_core.vision_tokens import item_frames, resize_uint8
+from temple_core.vision_tokens import cache_dir, item_frames, resize_uint8
+from temple_plugins.backends.internvl_original import converted_dir, is_original
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -117,22 +120,24 @@ class InternVLBackend(HFChatBackend):
     special_tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
     chat_template = CHAT_TEMPLATE
     placeholder_pattern = r"<video>|<IMG_CONTEXT>"
+    #: (original folder, converted folder) once an original checkpoint was converted.
+    _converted: tuple[str, str] | None = None
 
     def _model_class(self):
         from transformers import InternVLForConditionalGeneration
 
         return InternVLForConditionalGeneration
 
-    def load_model(self, path: str | None = None):
-        if self.options.trust_remote_code and self._model is None:
-            folder = path or self.model_dir()
-            config = Path(folder) / "config.json"
-            if config.is_file() and json.loads(config.read_text()).get("model_type") in self.remote_types:
-                raise ModelError(
-                    f"{self.family}: {folder} is an original remote-code InternVL checkpoint; this backend runs "
-                    "transformers' InternVL classes: convert it with transformers' convert_internvl_weights_to_hf.py"
-                )
-        return super().load_model(path)
+    def model_dir(self) -> str:
+        folder = super().model_dir()
+        # An original remote-code checkpoint, allowed by trust_remote_code: converted once to
+        # transformers' format (internvl_original.py) and loaded from the cache like any other.
+        if self.options.trust_remote_code and not self.options.preset and folder and is_original(folder):
+            if self._converted is None or self._converted[0] != folder:
+                done = converted_dir(folder, cache_dir(), chat_template=CHAT_TEMPLATE, trust_remote_code=True)
+                self._converted = (folder, str(done))
+            return self._converted[1]
+        return folder
 
     def _tiny_config(self, tok):
         from transformers import InternVLConfig
