@@ -115,6 +115,28 @@ def test_same_errors_for_bad_files(bad_files, tmp_path, videos_dir):
     assert messages[0] == messages[1] and str(path) in messages[1] and "cannot open" in messages[1]
 
 
+def test_same_frames_then_same_error_for_a_file_damaged_in_the_middle(videos_dir, tmp_path):
+    # Frame threading (what the in-process pass uses) conceals a damaged frame differently
+    # from slice or no threading: the worker must decode exactly as the in-process pass.
+    data = bytearray((videos_dir / "cuts.mp4").read_bytes())
+    start = int(len(data) * 0.3)
+    data[start : start + 1500] = b"\xff" * 1500
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    outcomes = []
+    for worker in (False, True):
+        frames, error = [], None
+        try:
+            for frame in VideoSource(path, decode_worker=worker).iter_frames(48, 27):
+                frames.append(frame)
+        except VideoError as exc:
+            error = str(exc)
+        outcomes.append((frames, error))
+    (plain, plain_error), (piped, piped_error) = outcomes
+    assert plain_error == piped_error  # here (libx264 crf 12, 1500 bytes at 30%): "decoding failed" after 29 frames
+    assert len(plain) == len(piped) > 10 and all(np.array_equal(a, b) for a, b in zip(plain, piped))
+
+
 def test_a_worker_that_dies_is_a_video_error_and_the_next_pass_restarts_it(videos_dir):
     path = videos_dir / "long.mp4"
     frames = VideoSource(path, decode_worker=True).iter_frames()
