@@ -63,3 +63,24 @@ def test_bad_files(bad_files, name, words):
 def test_missing_file(tmp_path):
     with pytest.raises(VideoError, match="no such file"):
         VideoSource(tmp_path / "nope.mp4")
+
+
+def test_one_thread_conversion_and_gray_ranges_match_the_plain_ways(videos_dir):
+    # _Converter converts small frames on one swscale thread (PyAV's default is one per CPU);
+    # gray_range_of reads the luma plane with cv2.minMaxLoc. Both must give the same values.
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from temple_core.video import _Converter, gray_range_of
+
+    sizes = [(None, None, "rgb24"), (None, None, "bgr24"), (48, 27, "rgb24"), (16, 16, "gray")]
+    converters = [(_Converter(w, h, f), VideoReformatter(), w, h, f) for w, h, f in sizes]
+    to_gray = _Converter(None, None, "gray")
+    with av.open(str(videos_dir / "flash.mp4")) as container:
+        for frame in container.decode(video=0):
+            for ours, plain, w, h, f in converters:
+                expected = plain.reformat(frame, w, h, f, interpolation="BICUBIC" if w else None).to_ndarray()
+                assert np.array_equal(ours(frame), expected)
+            luma = frame.to_ndarray(format="yuv420p")[: frame.height]
+            low, high = (min(255, max(0, round((int(v) - 16) * 255 / 219))) for v in (luma.min(), luma.max()))
+            assert gray_range_of(frame, to_gray) == (low, high)
