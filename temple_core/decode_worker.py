@@ -364,6 +364,8 @@ class DecodeWorker:
 
     def _recv(self, path, timeout: float):
         conn, process = self.conn, self.process
+        if conn is None or process is None:  # closed (shutdown) while this pass was suspended
+            raise VideoError(f"{path}: decode worker was stopped during the pass")
         waited = 0.0
         try:
             while not conn.poll(1.0 if timeout >= 1.0 else timeout):
@@ -378,7 +380,7 @@ class DecodeWorker:
         try:
             code = process.wait(timeout=5)
         except subprocess.TimeoutExpired:  # closed its end but did not exit
-            code = "none: it closed its end and was killed"
+            code = "none: it closed its end without exiting"
         raise VideoError(f"{path}: decode worker died (exit code {code})")
 
     def _cancel(self, job: int) -> None:

@@ -199,6 +199,18 @@ def test_abandoned_and_overlapping_passes(videos_dir):
         assert len(got) == len(expected) and all(np.array_equal(x, y) for x, y in zip(got, expected))
 
 
+def test_shutdown_during_a_pass_is_a_video_error(videos_dir):
+    path = videos_dir / "long.mp4"
+    frames = VideoSource(path, decode_worker=True).iter_frames()
+    next(frames)
+    decode_worker.shutdown()
+    with pytest.raises(VideoError, match="stopped during the pass") as info:
+        for _ in frames:
+            pass
+    assert str(path) in str(info.value)
+    _same_pass(path, 48, 27)  # and the next pass starts a new worker
+
+
 def test_nothing_left_behind(videos_dir):
     before = _ring_files()
     frames = VideoSource(videos_dir / "cuts.mp4", decode_worker=True).iter_frames()
