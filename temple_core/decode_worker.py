@@ -59,6 +59,15 @@ class _Stop(Exception):
     pass
 
 
+def _close_ring(ring: mmap.mmap | None) -> None:
+    """Close a ring mapping; one a numpy view still exports is left to the garbage collector."""
+    if ring is not None:
+        try:
+            ring.close()
+        except BufferError:
+            pass
+
+
 def _shm_dir() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
@@ -95,15 +104,8 @@ class _Job:
         return self.free.pop(0)
 
     def run(self) -> None:
-        import av
+        from temple_core.video import _Converter, decode_frames, gray_range_of
 
-        from temple_core.video import DECODE_THREAD_TYPE, _Converter, gray_range_of
-
-        try:
-            container = av.open(self.path)
-        except Exception as exc:
-            self.conn.send(("error", self.id, "open", str(exc)))
-            return
         convert = _Converter(self.width, self.height, self.format)
         to_gray = _Converter(None, None, "gray")
         slot, n, shape, nbytes, ranges, view = -1, 0, None, 0, [], None
@@ -117,32 +119,29 @@ class _Job:
                 self.poll()
 
         try:
-            with container:
-                stream = container.streams.video[0]
-                stream.thread_type = DECODE_THREAD_TYPE
-                try:
-                    for frame in container.decode(stream):
-                        array = convert(frame)
-                        gray = gray_range_of(frame, to_gray) if self.gray else None
-                        count += 1
-                        if array.nbytes > self.slot_bytes:  # larger than planned (size change): inline
-                            flush()
-                            self.conn.send(("inline", self.id, np.ascontiguousarray(array), gray))
-                            continue
-                        if n and (array.shape != shape or n == MAX_CHUNK or (n + 1) * nbytes > self.slot_bytes):
-                            flush()
-                        if n == 0:
-                            slot, shape, nbytes = self.slot(), array.shape, array.nbytes
-                            view = np.frombuffer(self.ring, np.uint8, count=self.slot_bytes, offset=slot * self.slot_bytes)
-                        np.copyto(view[n * nbytes : (n + 1) * nbytes].reshape(shape), array)
-                        if gray is not None:
-                            ranges.append(gray)
-                        n += 1
-                except av.error.FFmpegError as exc:
-                    flush()
-                    self.conn.send(("error", self.id, "decode", str(exc)))
-                    return
+            try:
+                for frame in decode_frames(Path(self.path)):
+                    array = convert(frame)
+                    gray = gray_range_of(frame, to_gray) if self.gray else None
+                    count += 1
+                    if array.nbytes > self.slot_bytes:  # larger than planned (size change): inline
+                        flush()
+                        self.conn.send(("inline", self.id, np.ascontiguousarray(array), gray))
+                        continue
+                    if n and (array.shape != shape or n == MAX_CHUNK or (n + 1) * nbytes > self.slot_bytes):
+                        flush()
+                    if n == 0:
+                        slot, shape, nbytes = self.slot(), array.shape, array.nbytes
+                        view = np.frombuffer(self.ring, np.uint8, count=self.slot_bytes, offset=slot * self.slot_bytes)
+                    np.copyto(view[n * nbytes : (n + 1) * nbytes].reshape(shape), array)
+                    if gray is not None:
+                        ranges.append(gray)
+                    n += 1
+            except VideoError as exc:  # cannot open, decoding failed: the in-process pass's own error
                 flush()
+                self.conn.send(("error", self.id, "video", str(exc)))
+                return
+            flush()
         except (_Cancelled, _Stop):
             raise
         except Exception as exc:  # conversion or anything else: this video fails, the worker goes on
@@ -166,11 +165,7 @@ def worker_main(fd: int) -> None:
                 continue  # stale free/cancel of a finished job
             path, size = message[7], message[8]
             if path is not None and path != ring_path:
-                if ring is not None:
-                    try:
-                        ring.close()
-                    except BufferError:
-                        pass
+                _close_ring(ring)
                 with open(path, "r+b") as handle:
                     ring = mmap.mmap(handle.fileno(), size)
                 ring_path = path
@@ -244,12 +239,8 @@ class DecodeWorker:
                 self.process.kill()
                 self.process.wait()
             self.process = None
-        if self.ring is not None:
-            try:
-                self.ring.close()
-            except BufferError:
-                pass
-            self.ring = None
+        _close_ring(self.ring)
+        self.ring = None
         self._unlink_ring()
         self.ring_size = 0
 
@@ -268,11 +259,7 @@ class DecodeWorker:
         self._reset()
 
     def _new_ring(self, size: int) -> str:
-        if self.ring is not None:
-            try:
-                self.ring.close()
-            except BufferError:
-                pass
+        _close_ring(self.ring)
         self._unlink_ring()
         fd, path = tempfile.mkstemp(prefix="temple-decode-", dir=_shm_dir())
         try:
@@ -345,10 +332,8 @@ class DecodeWorker:
                 elif kind == "error":
                     finished = True
                     _, _, what, text = message
-                    if what == "open":
-                        raise VideoError(f"{path}: cannot open as video ({text})")
-                    if what == "decode":
-                        raise VideoError(f"{path}: decoding failed ({text})")
+                    if what == "video":  # the message decode_frames raised, naming the file
+                        raise VideoError(text)
                     raise VideoError(f"{path}: decode worker failed ({text})")
         except VideoError as exc:
             if not finished:  # the worker died or stalled: it is gone, the next pass restarts one

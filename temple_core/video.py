@@ -87,6 +87,29 @@ def gray_range_of(frame: av.VideoFrame, to_gray: _Converter) -> tuple[int, int]:
     return int(gray.min()), int(gray.max())
 
 
+def open_video(path: Path):
+    """``(container, first video stream)`` with the decoder settings every pass uses."""
+    try:
+        container = av.open(str(path))
+    except Exception as exc:
+        raise VideoError(f"{path}: cannot open as video ({exc})") from exc
+    stream = container.streams.video[0]
+    stream.thread_type = DECODE_THREAD_TYPE
+    return container, stream
+
+
+def decode_frames(path: Path) -> Iterator[av.VideoFrame]:
+    """Every frame of ``path``'s first video stream, in decode order; a failure is a
+    :class:`VideoError` naming the file (the in-process pass and the decode worker both use
+    this, so their frames and errors are the same)."""
+    container, stream = open_video(path)
+    try:
+        with container:
+            yield from container.decode(stream)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: decoding failed ({exc})") from exc
+
+
 class VideoSource:
     """An opened video file: ``fps``, ``num_frames``, ``duration``, ``width``, ``height``.
 
@@ -153,21 +176,10 @@ class VideoSource:
 
     # -- decoding ------------------------------------------------------------------------
     def _open(self):
-        try:
-            container = av.open(str(self.path))
-        except Exception as exc:
-            raise VideoError(f"{self.path}: cannot open as video ({exc})") from exc
-        stream = container.streams.video[0]
-        stream.thread_type = DECODE_THREAD_TYPE
-        return container, stream
+        return open_video(self.path)
 
     def _decode(self) -> Iterator[av.VideoFrame]:
-        container, stream = self._open()
-        try:
-            with container:
-                yield from container.decode(stream)
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{self.path}: decoding failed ({exc})") from exc
+        return decode_frames(self.path)
 
     def iter_frames(
         self, width: int | None = None, height: int | None = None, format: str = "rgb24"
