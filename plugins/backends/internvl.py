@@ -132,10 +132,12 @@ class InternVLBackend(HFChatBackend):
         folder = super().model_dir()
         # An original remote-code checkpoint, allowed by trust_remote_code: converted once to
         # transformers' format (internvl_original.py) and loaded from the cache like any other.
+        # Remembered per folder: this is called for every visual item (preprocessor configs).
+        if self._converted is not None and self._converted[0] == folder:
+            return self._converted[1]
         if self.options.trust_remote_code and not self.options.preset and folder and is_original(folder):
-            if self._converted is None or self._converted[0] != folder:
-                done = converted_dir(folder, cache_dir(), chat_template=CHAT_TEMPLATE, trust_remote_code=True)
-                self._converted = (folder, str(done))
+            done = converted_dir(folder, cache_dir(), chat_template=CHAT_TEMPLATE, trust_remote_code=True)
+            self._converted = (folder, str(done))
             return self._converted[1]
         return folder
 

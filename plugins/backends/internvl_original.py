@@ -106,10 +106,10 @@ def check_original(original: dict) -> None:
 
 
 def convert_config(original: dict, tokenizer) -> Any:
-    """The ``InternVLConfig`` of an original checkpoint's ``config.json``."""
+    """The ``InternVLConfig`` of an original checkpoint's ``config.json`` (one that passed
+    :func:`check_original`)."""
     from transformers import InternVLConfig, LlamaConfig, Qwen2Config
 
-    check_original(original)
     vision = dict(original.get("vision_config") or {})
     llm = dict(original.get("llm_config") or {})
     kind = _text_kind(original)
