@@ -250,17 +250,21 @@ def single_process_cpu_launch(env) -> bool:
     """``accelerate launch --cpu --num_processes N`` (N > 1) without mpirun starts ONE process:
     accelerate's simple launcher sets ``MASTER_ADDR`` for N processes but spawns one, with no
     ``WORLD_SIZE``. Training still works (same global batch), on one process."""
-    use_cpu = str(env.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes")
-    return use_cpu and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
+    return _env_flag(env, "ACCELERATE_USE_CPU") and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
 
 
-def sharding_without_gpu(env, cuda_available: bool) -> bool:
+def fsdp_without_gpu(env, cuda_available: bool) -> bool:
     """True when an ``accelerate launch`` config asks for FSDP and no GPU is visible.
     transformers then sets the Trainer up for the CPU (``use_cpu``), where accelerate keeps the
     processes in plain data parallel over gloo: the run trains, but nothing is sharded (checked
     with examples/accelerate/fsdp.yaml on 2 CPU processes). DeepSpeed is different: its CPU
     accelerator really runs ZeRO on CPU processes (the stage summary's ``zero_stage`` says so)."""
-    return not cuda_available and str(env.get("ACCELERATE_USE_FSDP", "")).lower() in ("1", "true", "yes")
+    return not cuda_available and _env_flag(env, "ACCELERATE_USE_FSDP")
+
+
+def _env_flag(env, name: str) -> bool:
+    """An accelerate launcher's boolean environment variable (it writes ``true``/``True``)."""
+    return str(env.get(name, "")).lower() in ("1", "true", "yes")
 
 
 def run(ctx, callbacks: list | None = None) -> dict:
@@ -287,9 +291,9 @@ def run(ctx, callbacks: list | None = None) -> dict:
             "torchrun --nproc_per_node N -m temple_core run RECIPE, or on a machine without GPUs "
             "accelerate launch --multi_gpu --num_processes N -m temple_core run RECIPE"
         )
-    import torch
+    from temple_core.training.options import _cuda
 
-    if sharding_without_gpu(os.environ, torch.cuda.is_available()):
+    if fsdp_without_gpu(os.environ, _cuda()):
         log(
             "[train] warning: the launch asks for FSDP, which needs GPUs here; with none visible the "
             "processes train as plain data parallel over gloo (same results, nothing sharded)"

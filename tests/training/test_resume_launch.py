@@ -141,12 +141,12 @@ def test_single_process_cpu_launch_is_detected():
 
 
 def test_fsdp_asked_for_without_a_gpu_is_reported():
-    from temple_core.stages.train import sharding_without_gpu
+    from temple_core.stages.train import fsdp_without_gpu
 
-    assert sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=False)
-    assert not sharding_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=True)
-    assert not sharding_without_gpu({"ACCELERATE_USE_DEEPSPEED": "true"}, cuda_available=False)
-    assert not sharding_without_gpu({}, cuda_available=False)
+    assert fsdp_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=False)
+    assert not fsdp_without_gpu({"ACCELERATE_USE_FSDP": "true"}, cuda_available=True)
+    assert not fsdp_without_gpu({"ACCELERATE_USE_DEEPSPEED": "true"}, cuda_available=False)
+    assert not fsdp_without_gpu({}, cuda_available=False)
 
 
 def launch(config, recipe, extra=()):
