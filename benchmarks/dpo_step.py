@@ -100,7 +100,6 @@ def child(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "tests" / "training"))
     from temple_core.config import Structurer
     from temple_core.plugins import get_plugin_manager
     from temple_core.records import Pair

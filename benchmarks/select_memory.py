@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,14 +25,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "selection"))
 
 W, H, FPS, SHOT_SECONDS = 1280, 720, 25, 12
 
 
 def frames(minutes: float):
     import numpy as np
-    from temple_core.synthetic import _scene_frame, _texture
+    from temple_core.samples.synthetic import _scene_frame, _texture
 
     shots = int(minutes * 60 / SHOT_SECONDS)
     for scene in range(shots):
@@ -41,7 +41,7 @@ def frames(minutes: float):
 
 
 def make(path: Path, minutes: float) -> None:
-    from temple_core.synthetic import write_frames
+    from temple_core.samples.synthetic import write_frames
 
     if not path.exists():
         tmp = path.with_suffix(".tmp.mp4")
@@ -51,12 +51,13 @@ def make(path: Path, minutes: float) -> None:
 
 def select_one(path: str, detector: str, worker: bool = True) -> None:
     """Child process: select one video, print the record summary and the peak RSS."""
-    from helpers import selection_plugins
+    os.environ.setdefault("TEMPLE_LOAD_PLUGINS", "transnetv2,pyscenedetect,colorhist")
+    from temple_core.plugins import get_plugin_manager
 
     from temple_core.config import structure
     from temple_core.stages.select import Config, Selector
 
-    plugins = selection_plugins()
+    plugins = get_plugin_manager()
     config = structure(
         Config,
         {"shot_detector": {"name": detector}, "max_shots": 64, "group_threshold": 0.95, "max_group_segments": 64,
@@ -73,7 +74,7 @@ def select_one(path: str, detector: str, worker: bool = True) -> None:
     started = time.perf_counter()
     record = selector.select("bench", Path(path))
     peak_kib = _status("VmHWM")
-    from temple_core import decode_worker
+    from temple_core.video import worker as decode_worker
 
     pid = decode_worker.get_worker().pid if worker else None
     worker_kib = _status("VmHWM", pid) if pid else 0

@@ -24,7 +24,7 @@ import subprocess
 import av
 import numpy as np
 
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 from temple_plugins.shot_detectors.transnetv2 import load_model, predict, scenes_from
 
 

@@ -22,19 +22,20 @@ import argparse
 import importlib
 import importlib.metadata
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "selection"))
-
-from helpers import selection_plugins  # noqa: E402
+os.environ.setdefault("TEMPLE_LOAD_PLUGINS", "transnetv2,pyscenedetect,colorhist")
 
 from temple_core.config import structure  # noqa: E402
+from temple_core.plugins import get_plugin_manager  # noqa: E402
 from temple_core.stages.select import Config, Selector  # noqa: E402
-from temple_core.video import DECODE_THREAD_TYPE, VideoSource  # noqa: E402
+from temple_core.video.decoding import DECODE_THREAD_TYPE  # noqa: E402
+from temple_core.video.source import VideoSource  # noqa: E402
 
 
 def timed(fn):
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--detectors", nargs="+", default=["pyscenedetect", "pyscenedetect:adaptive", "transnetv2"])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    plugins = selection_plugins()
+    plugins = get_plugin_manager()
     video = VideoSource(args.video)
 
     def raw_decode():

@@ -16,7 +16,7 @@ import random
 import time
 
 from temple_core.plugins import PluginManager
-from temple_core.prompts import summary_prompt
+from temple_core.generation.prompts import summary_prompt
 
 CLIPS = [
     "A man in a red jacket walks along a beach at sunrise.",

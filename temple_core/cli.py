@@ -79,8 +79,8 @@ def _run(args) -> int:
     from temple_core.errors import RecipeError
     from temple_core.plugins import get_plugin_manager
     from temple_core.recipe import STAGES, load_recipe
-    from temple_core.stages import run_stages
-    from temple_core.summary import print_summary
+    from temple_core.stages.runner import run_stages
+    from temple_core.reporting.summary import print_summary
 
     stages = None
     if args.stages:
@@ -101,7 +101,7 @@ def _run(args) -> int:
 
 
 def _report(args) -> int:
-    from temple_core.report import write_report
+    from temple_core.reporting.report import write_report
 
     path = write_report(args.run_dir)
     print(f"report written: {path}")

@@ -124,7 +124,7 @@ def register_caption_generators(register):
 def register_backends(register):
     """Register model backends: one Video LLM family each.
 
-    Component contract (see ``temple_core.backend.Backend`` for the full protocol)::
+    Component contract (see ``temple_core.models.backend.Backend`` for the full protocol)::
 
         backend.describe() -> str                         # family and model, for provenance
         backend.chat(conversations, **sampling) -> list[str]   # batched generation

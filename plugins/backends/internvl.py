@@ -4,7 +4,7 @@ e.g. ``OpenGVLab/InternVL2_5-8B-MPO-hf``).
 Visual input as transformers' ``InternVLProcessor`` builds it, without torchvision:
 
 * Video: every sampled frame is one tile, resized to the vision tower's ``image_size`` square
-  (bicubic, antialiased, as in ``temple_core.vision_tokens``), rescaled and normalised, and
+  (bicubic, antialiased, as in ``temple_core.models.vision_tokens``), rescaled and normalised, and
   enters the text as ``Frame{i}: <img><IMG_CONTEXT>*image_seq_length</img>`` lines joined by
   ``\\n`` (the processor's ``InternVLVideoProcessor``).
 * Image: dynamic tiling by transformers' own GotOcr2 image processor (its numpy backend,
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from temple_core.errors import ModelError
-from temple_core.hf_backend import HFChatBackend
+from temple_core.models.hf import HFChatBackend
 from temple_core.hookspecs import hookimpl
-from temple_core.vision_tokens import cache_dir, item_frames, resize_uint8
+from temple_core.models.vision_tokens import cache_dir, item_frames, resize_uint8
 from temple_plugins.backends.internvl_original import converted_dir, is_original
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -3,7 +3,7 @@
 Video and images are turned into the model's tensors here (``pixel_values_videos``,
 ``video_grid_thw``, ``second_per_grid_ts`` for Qwen2.5-VL / MiMo-VL, ``mm_token_type_ids``)
 without the transformers processors, which need torchvision (see
-``temple_core.vision_tokens`` for the resize equivalence). The tokenizer and its chat
+``temple_core.models.vision_tokens`` for the resize equivalence). The tokenizer and its chat
 template come from the model directory.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from temple_core.hf_backend import HFChatBackend
+from temple_core.models.hf import HFChatBackend
 from temple_core.hookspecs import hookimpl
-from temple_core.vision_tokens import item_frames, qwen_patchify
+from temple_core.models.vision_tokens import item_frames, qwen_patchify
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
 CHAT_TEMPLATE = (

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from temple_core import prompts
+from temple_core.generation import prompts
 from temple_core.generation.captions import extract_caption
 from temple_core.generation.plan import keyframes_of, per_video_rngs, plan_variants
 from temple_core.hookspecs import hookimpl
@@ -84,7 +84,7 @@ class Contextual:
             from temple_core.errors import RecipeError
 
             raise RecipeError("generate.backend", "the contextual captioner needs a backend")
-        from temple_core.video import VideoSource
+        from temple_core.video.source import VideoSource
 
         rngs = per_video_rngs(rng, len(videos))
         seeds = list(seeds) if seeds is not None else [None] * len(videos)

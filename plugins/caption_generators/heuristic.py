@@ -108,7 +108,7 @@ class Heuristic:
         return " ".join(parts)
 
     def clip_captions(self, video: VideoRecord) -> list[str]:
-        from temple_core.video import VideoSource
+        from temple_core.video.source import VideoSource
 
         keyframes = keyframes_of(video)
         source = VideoSource(video.path)

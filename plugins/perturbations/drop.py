@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import attrs
 
 from temple_core.hookspecs import hookimpl
-from temple_core.perturb import VARIANTS, keep_count
+from temple_core.generation.perturb import VARIANTS, keep_count
 from temple_core.records import Perturbed
 
 

@@ -18,7 +18,7 @@ from temple_core.distributed import shard
 from temple_core.errors import TempleError
 from temple_core.generation.pairs import make_pairs
 from temple_core.generation.plan import video_rng, video_seed
-from temple_core.prompts import PAIR_PROMPTS
+from temple_core.generation.prompts import PAIR_PROMPTS
 from temple_core.records import CaptionRecord, VideoRecord
 from temple_core.store import ShardedJsonl, read_jsonl
 

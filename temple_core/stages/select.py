@@ -24,7 +24,7 @@ import av
 import cv2
 import numpy as np
 
-from temple_core import decode_worker
+from temple_core.video import worker as decode_worker
 from temple_core.config import component_field
 from temple_core.distributed import shard
 from temple_core.errors import VideoError
@@ -41,7 +41,7 @@ from temple_core.selection import (
 )
 from temple_core.selection.filters import shot_gray_ranges
 from temple_core.store import ShardedJsonl
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 
 _ge0 = attrs.validators.ge(0)
 _gt0 = attrs.validators.gt(0)

@@ -19,7 +19,7 @@ import attrs
 
 from temple_core.config import ComponentSpec, Structurer, component_field
 from temple_core.errors import RecipeError
-from temple_core.stages import move_aside, read_json, write_json
+from temple_core.stages.runner import move_aside, read_json, write_json
 
 #: Keys of a stage entry that are not the trainer's options.
 STAGE_KEYS = ("trainer", "name", "difficulty", "data", "perturbations")

@@ -177,7 +177,7 @@ def probe_video(path: str) -> str | None:
     Opening the file catches missing, empty and non-video files; decoding the first and the
     last frame (by the header's count) catches truncated ones, whose headers overstate.
     """
-    from temple_core.video import VideoSource
+    from temple_core.video.source import VideoSource
 
     try:
         source = VideoSource(path)

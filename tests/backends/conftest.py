@@ -1,37 +1,14 @@
 """Backend tests: tiny videos of several sizes, the presets cached per test session."""
 
 import os
-import sys
-from fractions import Fraction
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from testkit.backends import write_video
+
 # Small models on a 2-core machine: one intra-op thread avoids threads spinning against each other.
 torch.set_num_threads(1)
-
-
-def write_video(path: Path, width: int, height: int, frames: int, fps: int = 4, seed: int = 0) -> Path:
-    """A small H.264 video of random-coloured frames with a moving bar."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            image = np.empty((height, width, 3), np.uint8)
-            image[:] = rng.integers(0, 256, 3)
-            x = (i * 7) % max(1, width - 8)
-            image[:, x : x + 8] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="session")

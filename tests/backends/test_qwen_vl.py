@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from temple_core.errors import ModelError, SkipSample
-from temple_core.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
+from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
 from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
 
 FAMILIES = {"qwen2_vl": Qwen2VLBackend, "qwen2_5_vl": Qwen2_5VLBackend, "mimo_vl": MiMoVLBackend}
@@ -95,11 +95,8 @@ REFERENCE = Path(__file__).parent / "data" / "processor_reference.npz"
 def test_resize_is_bit_identical_to_the_transformers_video_processor():
     """Frames resized by transformers' Qwen2VLVideoProcessor (committed by
     data/make_processor_reference.py where torchvision imports) == ours, to the bit."""
-    sys.path.insert(0, str(REFERENCE.parent))
-    try:
-        from make_processor_reference import CASES, case_input
-    finally:
-        sys.path.pop(0)
+    from testkit.backends import CASES, case_input
+
     reference = np.load(REFERENCE)
     for seed, frames, h, w, max_pixels in CASES:
         expected = reference[f"case{seed}"]

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from temple_core.perturb import contiguous_groups, keep_count
+from temple_core.generation.perturb import contiguous_groups, keep_count
 from temple_core.plugins import get_plugin_manager
 
 NS = range(1, 65)

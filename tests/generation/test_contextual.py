@@ -10,17 +10,17 @@ import types
 
 import numpy as np
 import pytest
-from genhelpers import selected_run
+from testkit.generation import selected_run
 
 from temple_core.generation.filters import drop_reason
 from temple_core.hookspecs import hookimpl
 from temple_core.plugins import PluginManager
-from temple_core.prompts import numbered_captions
+from temple_core.generation.prompts import numbered_captions
 from temple_core.recipe import recipe_from_data
 from temple_core.records import CaptionRecord, Pair, VideoRecord
-from temple_core.stages import run_stages
+from temple_core.stages.runner import run_stages
 from temple_core.store import read_jsonl
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 
 qwen_vl = pytest.importorskip("temple_plugins.backends.qwen_vl")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from genhelpers import selected_run
+from testkit.generation import selected_run
 
 from temple_core.plugins import PluginManager
 from temple_core.recipe import recipe_from_data
-from temple_core.stages import run_stages
+from temple_core.stages.runner import run_stages
 from temple_core.training.data import load_pairs, run_pairs_path
 
 qwen_vl = pytest.importorskip("temple_plugins.backends.qwen_vl")

@@ -6,12 +6,12 @@ import json
 import shutil
 
 import pytest
-from genhelpers import selected_run
+from testkit.generation import selected_run
 
 from temple_core.plugins import get_plugin_manager
 from temple_core.recipe import recipe_from_data
 from temple_core.records import Pair
-from temple_core.stages import run_stages
+from temple_core.stages.runner import run_stages
 from temple_core.store import read_jsonl
 
 PAIRS = [

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from genhelpers import selected_run
+from testkit.generation import selected_run
 
 from temple_core.errors import TempleError
 from temple_core.plugins import get_plugin_manager
-from temple_core.prompts import PAIR_PROMPTS
+from temple_core.generation.prompts import PAIR_PROMPTS
 from temple_core.recipe import recipe_from_data
 from temple_core.records import CaptionRecord, Pair
-from temple_core.stages import StageContext, run_stages
+from temple_core.stages.runner import StageContext, run_stages
 from temple_core.store import read_jsonl
 
 VIDEOS = {

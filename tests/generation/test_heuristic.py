@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from genhelpers import SCENES, selected_record, write_scenes
+from testkit.generation import SCENES, selected_record, write_scenes
 
 from temple_core.generation.filters import drop_reason
 from temple_core.generation.plan import video_rng

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from genhelpers import selected_run
+from testkit.generation import selected_run
 
 from temple_core.store import read_jsonl
 

@@ -7,7 +7,7 @@ import pytest
 from temple_core.errors import RecipeError
 from temple_core.generation.captions import extract_caption
 from temple_core.plugins import get_plugin_manager
-from temple_core.prompts import numbered_captions, summary_prompt
+from temple_core.generation.prompts import numbered_captions, summary_prompt
 from temple_core.recipe import recipe_from_data
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 import yaml
-from genhelpers import SCENES, selected_record, write_scenes, write_selection
+from testkit.generation import SCENES, selected_record, write_scenes, write_selection
 
 from temple_core.store import read_jsonl
 

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers.py
-
-from temple_core.synthetic import Shot, interview, write_audio_only, write_video  # noqa: E402
-
-FPS = 10
-
-# name -> shots. Scene ids: same id = same look (so same similarity group).
-VIDEOS = {
-    # Five distinct moving scenes, hard cuts: kept, five segments.
-    "cuts": [Shot(0, 20), Shot(1, 22), Shot(2, 18), Shot(3, 25), Shot(4, 20)],
-    # A 10-frame fade from scene 0 to scene 1, then hard cuts.
-    "fade": [Shot(0, 25), Shot(0, 10, "fade", to=1), Shot(1, 25), Shot(2, 25), Shot(3, 25)],
-    # A 3-frame black flash inside scene 0 (0.3 s but < 8 frames) and a 12-frame black shot
-    # (monochrome); scene 0 continues after the flash (same group -> one segment).
-    "flash": [Shot(0, 25), Shot(9, 3, "black"), Shot(0, 25), Shot(1, 25), Shot(5, 12, "black"), Shot(2, 25), Shot(3, 25)],
-    # A static shot of 17 s: the video is rejected for a long scene.
-    "long": [Shot(0, 20), Shot(1, 170, "static"), Shot(2, 20), Shot(3, 20)],
-    # A B A B A B: one group as 3 of 6 segments (> 6 // 3) -> rejected.
-    "interview": interview(3, 20),
-    # Only three shots -> rejected for too few shots.
-    "three": [Shot(6, 20), Shot(7, 20), Shot(8, 20)],
-}
+from temple_core.samples.synthetic import write_audio_only, write_video
+from testkit.selection import FPS, VIDEOS, selection_plugins
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +42,4 @@ def bad_files(tmp_path_factory, videos_dir) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def plugins():
-    from helpers import selection_plugins
-
     return selection_plugins()

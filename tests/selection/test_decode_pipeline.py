@@ -1,4 +1,4 @@
-"""The decode worker (temple_core.decode_worker): a pass through it gives the in-process
+"""The decode worker (temple_core.video.worker): a pass through it gives the in-process
 pass's frames, gray ranges, counts, shots and errors; a worker that dies or stalls is a
 VideoError naming the file; nothing (process, shared memory) is left behind."""
 
@@ -16,11 +16,11 @@ import av
 import numpy as np
 import pytest
 
-from temple_core import decode_worker
+from temple_core.video import worker as decode_worker
 from temple_core.config import structure
 from temple_core.errors import VideoError
 from temple_core.stages.select import Config, select_videos
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 
 pytestmark = pytest.mark.skipif(not decode_worker.usable(), reason="the decode worker needs POSIX and 2+ CPUs")
 
@@ -224,7 +224,7 @@ def test_nothing_left_behind(videos_dir):
     assert _ring_files() == before
     # A process that exits without closing anything leaves no worker behind either.
     code = (
-        "import sys; from temple_core.video import VideoSource; from temple_core import decode_worker\n"
+        "import sys; from temple_core.video.source import VideoSource; from temple_core.video import worker as decode_worker\n"
         f"it = VideoSource({str(videos_dir / 'cuts.mp4')!r}, decode_worker=True).iter_frames(); next(it)\n"
         "print(decode_worker.get_worker().pid, flush=True)\n"
     )

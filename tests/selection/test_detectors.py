@@ -5,10 +5,10 @@ import importlib.metadata
 import numpy as np
 import pytest
 import torch
-from conftest import VIDEOS
-from temple_core.synthetic import shot_ranges
+from testkit.selection import VIDEOS
+from temple_core.samples.synthetic import shot_ranges
 
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 from temple_plugins.shot_detectors.pyscenedetect import PySceneDetectDetector
 from temple_plugins.shot_detectors.transnetv2 import (
     INPUT_H,

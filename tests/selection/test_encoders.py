@@ -5,7 +5,7 @@ import pytest
 
 from temple_core.config import structure
 from temple_core.errors import ModelError, RecipeError, TempleError
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 from temple_plugins.similarity_encoders.colorhist import ColorHistEncoder
 from temple_plugins.similarity_encoders.siglip import SiglipEncoder
 

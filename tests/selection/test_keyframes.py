@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from temple_core.selection import clarity, keyframe_windows, pick_keyframes
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 
 
 def test_windows_follow_the_spec():
@@ -51,7 +51,7 @@ def test_clarity_orders_sharp_over_blurred():
 def test_sharp_frames_planted_in_a_real_video_are_chosen(tmp_path, plugins):
     """A 30-frame segment of blurred frames with sharp ones planted near each anchor."""
     from temple_core.stages.select import Config, Selector
-    from temple_core.synthetic import write_frames
+    from temple_core.samples.synthetic import write_frames
 
     rng = np.random.default_rng(1)
     base = (rng.random((64, 96, 3)) * 255).astype(np.uint8)

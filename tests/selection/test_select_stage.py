@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import VIDEOS
-from helpers import selection_plugins
+from testkit.selection import VIDEOS
+from testkit.selection import selection_plugins
 
 from temple_core.recipe import recipe_from_data
-from temple_core.stages import StageContext
+from temple_core.stages.runner import StageContext
 from temple_core.stages import select as select_stage
 from temple_core.store import read_jsonl
 

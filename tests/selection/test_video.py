@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from temple_core.errors import VideoError
-from temple_core.video import VideoSource
+from temple_core.video.source import VideoSource
 
 
 def test_read_frames_by_seeking_equals_streaming(videos_dir):
@@ -66,16 +66,16 @@ def test_missing_file(tmp_path):
 
 
 def test_one_thread_conversion_and_gray_ranges_match_the_plain_ways(videos_dir):
-    # _Converter converts small frames on one swscale thread (PyAV's default is one per CPU);
+    # Converter converts small frames on one swscale thread (PyAV's default is one per CPU);
     # gray_range_of reads the luma plane with cv2.minMaxLoc. Both must give the same values.
     import av
     from av.video.reformatter import VideoReformatter
 
-    from temple_core.video import _Converter, gray_range_of
+    from temple_core.video.decoding import Converter, gray_range_of
 
     sizes = [(None, None, "rgb24"), (None, None, "bgr24"), (48, 27, "rgb24"), (16, 16, "gray")]
-    converters = [(_Converter(w, h, f), VideoReformatter(), w, h, f) for w, h, f in sizes]
-    to_gray = _Converter(None, None, "gray")
+    converters = [(Converter(w, h, f), VideoReformatter(), w, h, f) for w, h, f in sizes]
+    to_gray = Converter(None, None, "gray")
     with av.open(str(videos_dir / "flash.mp4")) as container:
         for frame in container.decode(video=0):
             for ours, plain, w, h, f in converters:

@@ -1,9 +1,6 @@
-import sys
-from pathlib import Path
+"""Training tests: one intra-op thread for tiny models."""
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # trainutil.py
 
 # Tiny models on a shared 2-core machine: one intra-op thread is ~40x faster per small matmul
 # than two threads spinning against each other (and against other processes).

@@ -11,10 +11,10 @@ from transformers import TrainerCallback
 
 from temple_core.plugins import get_plugin_manager
 from temple_core.recipe import recipe_from_data
-from temple_core.stages import StageContext
+from temple_core.stages.runner import StageContext
 from temple_core.stages import train as train_stage
 from temple_core.store import read_jsonl
-from trainutil import build_backend, easy_pairs, state_dict_of, write_jsonl, write_videos
+from testkit.training import build_backend, easy_pairs, state_dict_of, write_jsonl, write_videos
 
 ROOT = Path(__file__).resolve().parents[2]
 SFT_FILE = ROOT / "examples" / "sft" / "sample.jsonl"
@@ -152,7 +152,7 @@ def test_rerun_trains_nothing(curriculum):
 def test_appending_a_stage_keeps_the_finished_ones(tmp_path):
     """Changing train: (here: one more stage) makes the run move train/ aside; the unchanged,
     finished stages are taken back rather than trained again."""
-    from temple_core.stages import run_stages
+    from temple_core.stages.runner import run_stages
 
     videos = write_videos(tmp_path / "videos", 1)
     write_jsonl(tmp_path / "run" / "generate" / "pairs.jsonl", [p for r in (16, 8) for p in easy_pairs(videos, r)])

@@ -12,7 +12,7 @@ from temple_core.records import Pair
 from temple_core.training.metrics import read_metrics
 from temple_core.training.video_dpo import build_dpo_trainer
 from temple_plugins.trainers.dpo import DPO
-from trainutil import build_backend, easy_pairs, stage_context, write_videos
+from testkit.training import build_backend, easy_pairs, stage_context, write_videos
 
 STEPS = 40
 BETA = 0.1
@@ -124,7 +124,7 @@ def test_other_backend_families_train_with_the_same_trainers(tmp_path, family):
     from temple_core.training.data import load_sft
     from temple_core.training.video_dpo import train_dpo
     from temple_plugins.trainers.sft import SFT
-    from trainutil import state_dict_of
+    from testkit.training import state_dict_of
 
     videos = write_videos(tmp_path / "videos", 2)
     pairs = [Pair.from_dict(p) for p in easy_pairs(videos, per_video=1)]

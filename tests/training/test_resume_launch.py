@@ -16,10 +16,10 @@ from transformers import TrainerCallback
 
 from temple_core.plugins import get_plugin_manager
 from temple_core.recipe import recipe_from_data
-from temple_core.stages import StageContext
+from temple_core.stages.runner import StageContext
 from temple_core.stages import train as train_stage
 from temple_core.store import read_jsonl
-from trainutil import easy_pairs, state_dict_of, write_jsonl, write_videos
+from testkit.training import easy_pairs, state_dict_of, write_jsonl, write_videos
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = {"trainer": "dpo", "difficulty": 16, "batch_size": 2, "per_device_batch_size": 1, "max_steps": 6,
@@ -73,7 +73,7 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path, videos):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run ended on other weights"
     # adapter/ on top of the starting weights is the stage's result (the path a sharded run takes).
     from temple_core.training.runner import merge_saved_adapter
-    from trainutil import build_backend, stage_context
+    from testkit.training import build_backend, stage_context
 
     tctx = stage_context(build_backend(preset="tiny-random"), [], tmp_path / "whole" / "train" / "0-dpo")
     merge_saved_adapter(tctx, tmp_path / "from-adapter")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from temple_core.training.data import DataError, drop_unreadable, load_pairs, load_sft, normalize_sft
-from trainutil import easy_pairs, write_jsonl, write_videos
+from testkit.training import easy_pairs, write_jsonl, write_videos
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sft" / "sample.jsonl"
 

@@ -35,7 +35,7 @@ def cache_dir() -> Path:
 def item_frames(item: dict[str, Any] | str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
     """Frames ``(T, H, W, 3) uint8`` of a video content item (``path`` + optional
     ``start``/``end`` seconds, or ``frames``) and the rate they were sampled at (frames/s)."""
-    from temple_core.video import VideoSource, sample_indices
+    from temple_core.video.source import VideoSource, sample_indices
 
     if isinstance(item, (str, Path)):
         item = {"type": "video", "path": str(item)}

@@ -33,7 +33,7 @@ SYNTHETIC_FPS = 10
 
 
 def _synthetic_videos():
-    from temple_core.synthetic import Shot
+    from temple_core.samples.synthetic import Shot
 
     return {
         # Five scenes, the first coming back once: 6 segments in 5 groups.
@@ -117,7 +117,7 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
         return paths
     if name == "synthetic":
         paths = []
-        from temple_core.synthetic import frames_of
+        from temple_core.samples.synthetic import frames_of
 
         for video, shots in _synthetic_videos().items():
             path = out_dir / f"{video}.mp4"

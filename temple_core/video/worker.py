@@ -1,6 +1,6 @@
 """A persistent decoder process, so that decoding overlaps with the work done on the frames.
 
-A streaming pass (:meth:`temple_core.video.VideoSource.iter_frames`) is decoding, pixel
+A streaming pass (:meth:`temple_core.video.source.VideoSource.iter_frames`) is decoding, pixel
 conversion and per-frame grayscale ranges on one side, and a shot detector on the other. Both
 are CPU work that holds the GIL, so a thread does not overlap them; a second *process* does.
 The worker is started once per process that needs it (``python -c``, a fresh interpreter: no
@@ -11,7 +11,7 @@ Protocol. The parent sends small pickled messages over a socket pair; frames tra
 ring of ``SLOTS`` slots in a shared memory file the parent creates (and unlinks as soon as
 the worker has mapped it, so nothing is left behind whatever happens to either process). The
 worker decodes and converts exactly as the in-process pass does (the same
-:class:`temple_core.video._Converter` and :func:`temple_core.video.gray_range_of`, so the
+:class:`temple_core.video.decoding.Converter` and :func:`temple_core.video.decoding.gray_range_of`, so the
 frames and ranges are the same bytes), fills a free slot with up to ``MAX_CHUNK`` frames and
 says so (``frames``); the parent copies the chunk out, hands the slot back (``free``) and
 yields the frames. Memory is bounded by the ring (``SLOTS`` slots of ``max(SLOT_BYTES, one
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from temple_core.errors import VideoError
+from temple_core.video.decoding import Converter, decode_frames, gray_range_of
 
 SLOTS = 4
 SLOT_BYTES = 1 << 20  # a slot holds at least this much (or one frame, if larger)
@@ -104,10 +105,9 @@ class _Job:
         return self.free.pop(0)
 
     def run(self) -> None:
-        from temple_core.video import _Converter, decode_frames, gray_range_of
 
-        convert = _Converter(self.width, self.height, self.format)
-        to_gray = _Converter(None, None, "gray")
+        convert = Converter(self.width, self.height, self.format)
+        to_gray = Converter(None, None, "gray")
         slot, n, shape, nbytes, ranges, view = -1, 0, None, 0, [], None
         count = 0
 
@@ -207,10 +207,10 @@ class DecodeWorker:
             return
         self._reset()
         parent, child = socket.socketpair()
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         code = (
             f"import sys; sys.path.insert(0, {root!r}); "
-            f"from temple_core.decode_worker import worker_main; worker_main({child.fileno()})"
+            f"from temple_core.video.worker import worker_main; worker_main({child.fileno()})"
         )
         try:
             self.process = subprocess.Popen(

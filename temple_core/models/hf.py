@@ -17,9 +17,9 @@ from typing import Any
 import attrs
 import torch
 
-from temple_core.backend import Backend, linear_module_names
+from temple_core.models.backend import Backend, linear_module_names
 from temple_core.errors import ModelError, SkipSample
-from temple_core.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
+from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 
 
 def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136):

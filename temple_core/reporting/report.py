@@ -64,7 +64,7 @@ def keyframe_thumbs(run_dir: Path, record: VideoRecord) -> dict[int, bytes]:
                 thumbs[frame] = _thumb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     missing = [f for f in frames if f not in thumbs]
     if missing and Path(record.path).is_file():
-        from temple_core.video import VideoSource
+        from temple_core.video.source import VideoSource
 
         try:
             for frame, image in zip(missing, VideoSource(record.path).read_frames(missing)):
