@@ -103,6 +103,7 @@ def child(args) -> None:
     from temple_core.config import Structurer
     from temple_core.plugins import get_plugin_manager
     from temple_core.records import Pair
+    from temple_core.store import TrainStageLayout
     from temple_core.training.context import TrainStageContext
     from temple_core.training.video_dpo import build_dpo_trainer
     from temple_plugins.trainers.dpo import DPO
@@ -138,7 +139,7 @@ def child(args) -> None:
 
     timer = Timer()
     tctx = TrainStageContext(index=0, name="0-dpo", trainer="dpo", where="bench", backend=backend, start="bench",
-                             kind="pairs", data=pairs, out_dir=Path(args.out), seed=0, progress=False, callbacks=[timer])
+                             kind="pairs", data=pairs, layout=TrainStageLayout(Path(args.out)), seed=0, progress=False, callbacks=[timer])
     options = DPO.Options(lr=1e-3, batch_size=args.pairs, per_device_batch_size=args.pairs, max_steps=args.steps,
                           warmup_ratio=0.0, lr_scheduler="constant", gradient_checkpointing=args.checkpointing,
                           max_length=16384, fps=2.0, max_frames=args.frames, max_pixels=args.size * args.size,

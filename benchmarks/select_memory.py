@@ -31,13 +31,13 @@ W, H, FPS, SHOT_SECONDS = 1280, 720, 25, 12
 
 def frames(minutes: float):
     import numpy as np
-    from temple_core.samples.synthetic import _scene_frame, _texture
+    from temple_core.samples.synthetic import scene_frame, scene_texture
 
     shots = int(minutes * 60 / SHOT_SECONDS)
     for scene in range(shots):
-        texture = _texture(scene, W, H)  # one texture at a time: the generator stays small
+        texture = scene_texture(scene, W, H)  # one texture at a time: the generator stays small
         for t in range(SHOT_SECONDS * FPS):
-            yield np.ascontiguousarray(_scene_frame(texture, scene, t, W, H, True))
+            yield np.ascontiguousarray(scene_frame(texture, scene, t, W, H, True))
 
 
 def make(path: Path, minutes: float) -> None:

@@ -2,7 +2,7 @@
 
     temple plugins list [--kind KIND] [--json]
     temple validate RECIPE [--run-dir DIR]
-    temple run RECIPE [--stages select,generate,train] [--run-dir DIR] [--no-progress]
+    temple run RECIPE [--stages select,generate,train] [--run-dir DIR] [--wait] [--no-progress]
     temple report RUN_DIR
 
 Errors a user can cause print one line and exit non-zero (2 for a bad recipe or plugin);
@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a recipe's stages in order, skipping finished ones")
     run.add_argument("recipe")
-    run.add_argument("--stages", help="comma-separated subset of: select,generate,train")
-    run.add_argument("--run-dir", help="override the recipe's run_dir")
+    run.add_argument("--stages", help="comma-separated subset of the recipe's stages (select,generate,train)")
+    run.add_argument("--run-dir", help="override the recipe's run_dir (relative to the working directory)")
+    run.add_argument("--wait", action="store_true", help="wait for another run using the run directory instead of refusing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     report = commands.add_parser("report", help="write RUN_DIR/report.html")
@@ -78,16 +79,17 @@ def _validate(args) -> int:
 def _run(args) -> int:
     from temple_core.errors import RecipeError
     from temple_core.plugins import get_plugin_manager
-    from temple_core.recipe import STAGES, load_recipe
-    from temple_core.stages.runner import run_stages
+    from temple_core.recipe import load_recipe
     from temple_core.reporting.summary import print_summary
+    from temple_core.stages import STAGE_NAMES
+    from temple_core.stages.runner import run_stages
 
     stages = None
     if args.stages:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
         for stage in stages:
-            if stage not in STAGES:
-                raise RecipeError("--stages", f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+            if stage not in STAGE_NAMES:
+                raise RecipeError("--stages", f"unknown stage {stage!r}; stages: {', '.join(STAGE_NAMES)}")
     plugins = get_plugin_manager()
     recipe = load_recipe(args.recipe, plugins=plugins, run_dir=args.run_dir)
     if stages:
@@ -95,7 +97,7 @@ def _run(args) -> int:
         if missing:
             raise RecipeError(missing[0], f"--stages asks for {missing[0]!r} but the recipe has no such section")
     started = time.time()
-    results = run_stages(recipe, plugins, stages=stages, progress=not args.no_progress)
+    results = run_stages(recipe, plugins, stages=stages, progress=not args.no_progress, wait=args.wait)
     print_summary(recipe, results, time.time() - started)
     return 0
 

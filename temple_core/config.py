@@ -5,9 +5,14 @@ against a class, field by field, so that an error says exactly where it is
 (``generate.perturbations[1].name: unknown perturbation 'shufle' (did you mean 'shuffle'?)``).
 
 Field types understood: ``int``, ``float``, ``bool``, ``str``, ``X | None``, ``list[X]``,
-``dict[str, X]``, ``typing.Any``, ``typing.Literal[...]``, nested attrs classes, and
-components (:func:`component_field`), which are looked up in the plugin manager and whose
-options are validated against the component's own ``Options`` class.
+``dict[str, X]``, ``typing.Any``, ``typing.Literal[...]``, nested attrs classes, classes that
+structure themselves (a ``from_recipe(structurer, data, path)`` classmethod), and components
+(:func:`component_field`), which are looked up in the plugin manager and whose options are
+validated against the component's own ``Options`` class.
+
+Paths (:func:`path_field`) are relative to the recipe file's folder (``base_dir``), so a
+recipe names the same files from whatever directory it is run; they are resolved to
+absolute paths when the recipe is read.
 """
 
 from __future__ import annotations
@@ -23,7 +28,22 @@ import attrs
 from temple_core.errors import PluginError, RecipeError
 
 _COMPONENT_KIND = "temple_component_kind"
-_MUST_EXIST = "temple_must_exist"
+_PATH = "temple_path"
+
+
+def component_kind(field) -> str | None:
+    """The plugin kind of a :func:`component_field`, or ``None`` for any other field."""
+    return field.metadata.get(_COMPONENT_KIND)
+
+
+class Section:
+    """Base of a recipe section's schema (``select:``, ``generate:``, ``train:``...).
+
+    :meth:`check` runs once the whole recipe is read, for rules that span sections or need
+    the plugins (e.g. "this captioner needs a backend"); it raises :class:`RecipeError`."""
+
+    def check(self, recipe, plugins) -> None:
+        return None
 
 
 @attrs.define(frozen=True)
@@ -61,9 +81,18 @@ def component_field(kind: str, default=attrs.NOTHING, **kwargs):
     return attrs.field(default=default, metadata=metadata, **kwargs)
 
 
-def path_field(default=None, *, kind: str = "file", **kwargs):
-    """An attrs field holding a path that must exist (``kind`` is ``file``, ``dir`` or ``any``)."""
-    return attrs.field(default=default, metadata={_MUST_EXIST: kind}, **kwargs)
+def path_field(default=None, *, kind: str | None = "file", **kwargs):
+    """An attrs field holding a path (or a list of paths), relative to the recipe file.
+
+    ``kind`` says what must exist when the recipe is validated: ``file``, ``dir``, ``any``,
+    or ``None`` (only resolved: e.g. a model folder checked when it loads, a glob pattern)."""
+    if kind not in ("file", "dir", "any", None):
+        raise ValueError(f"path_field kind must be file, dir, any or None, got {kind!r}")
+    return attrs.field(default=default, metadata={_PATH: kind}, **kwargs)
+
+
+def is_path_field(field) -> bool:
+    return _PATH in field.metadata
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -87,9 +116,18 @@ def _type_name(tp) -> str:
 class Structurer:
     """Validates data against attrs classes; ``plugins`` resolves component fields."""
 
-    def __init__(self, plugins=None, check_files: bool = True):
+    def __init__(self, plugins=None, check_files: bool = True, base_dir: str | Path | None = None):
         self.plugins = plugins
         self.check_files = check_files
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+
+    def resolve_path(self, value: str) -> str:
+        """``value`` (``~`` expanded) relative to the recipe's folder, as an absolute path;
+        unchanged when relative and there is no recipe file (data given in code)."""
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        return str(path) if (path.is_absolute() or self.base_dir is not None) else value
 
     # -- classes -------------------------------------------------------------------------
     def structure(self, cls, data, path: str = ""):
@@ -147,9 +185,22 @@ class Structurer:
                 return [self.component(kind, item, _join(path, i)) for i, item in enumerate(data)]
             return self.component(kind, data, path)
         value = self._typed(tp, data, path)
-        if field is not None and _MUST_EXIST in field.metadata and value is not None and self.check_files:
-            _check_exists(value, field.metadata[_MUST_EXIST], path)
+        if field is not None and _PATH in field.metadata and value is not None:
+            kind = field.metadata[_PATH]
+            if isinstance(value, list):
+                value = [self.path(item, _join(path, i), kind) for i, item in enumerate(value)]
+            else:
+                value = self.path(value, path, kind)
         return value
+
+    def path(self, value, path: str, kind: str | None = None) -> str:
+        """A path value of the recipe, resolved (and checked to exist when ``kind`` says so)."""
+        if not isinstance(value, str) or not value:
+            raise RecipeError(path, f"expected a path, got {_describe(value)}")
+        resolved = self.resolve_path(value)
+        if kind is not None and self.check_files:
+            _check_exists(resolved, kind, path, value)
+        return resolved
 
     def _typed(self, tp, data, path: str):
         origin = typing.get_origin(tp)
@@ -189,6 +240,8 @@ class Structurer:
                     raise RecipeError(path, f"keys must be strings, got {key!r}")
                 out[key] = self._typed(value_type, item, _join(path, key))
             return out
+        if isinstance(tp, type) and hasattr(tp, "from_recipe"):
+            return tp.from_recipe(self, data, path)
         if attrs.has(tp):
             return self.structure(tp, data, path)
         if tp is bool:
@@ -264,19 +317,20 @@ def _describe(data) -> str:
     return f"{type(data).__name__} {data!r}"
 
 
-def _check_exists(value, kind: str, path: str) -> None:
-    target = Path(str(value)).expanduser()
+def _check_exists(resolved: str, kind: str, path: str, written: str) -> None:
+    target = Path(resolved)
+    shown = written if written == resolved else f"{written} ({resolved})"
     if kind == "dir" and not target.is_dir():
-        raise RecipeError(path, f"no such directory: {value}")
+        raise RecipeError(path, f"no such directory: {shown}")
     if kind == "file" and not target.is_file():
-        raise RecipeError(path, f"no such file: {value}")
+        raise RecipeError(path, f"no such file: {shown}")
     if kind == "any" and not target.exists():
-        raise RecipeError(path, f"no such file or directory: {value}")
+        raise RecipeError(path, f"no such file or directory: {shown}")
 
 
-def structure(cls, data, path: str = "", plugins=None, check_files: bool = True):
+def structure(cls, data, path: str = "", plugins=None, check_files: bool = True, base_dir=None):
     """Validate ``data`` against attrs class ``cls``; raises :class:`RecipeError`."""
-    return Structurer(plugins, check_files).structure(cls, data, path)
+    return Structurer(plugins, check_files, base_dir).structure(cls, data, path)
 
 
 def unstructure(obj) -> Any:

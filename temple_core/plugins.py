@@ -26,7 +26,7 @@ import attrs
 import pluggy
 import yaml
 
-from temple_core import hookspecs
+from temple_core import contracts, hookspecs
 from temple_core.config import did_you_mean
 from temple_core.errors import PluginError
 
@@ -46,7 +46,13 @@ class Component:
     summary: str
     source: str  # the distribution (or "temple (built-in)") that registered it
     module: str
+    #: Its declared capabilities (``needs_backend``, ``data_kind``...), with the kind's
+    #: contract defaults for those it does not declare (see temple_core.contracts).
+    capabilities: dict[str, Any] = attrs.Factory(dict)
     status: str = "ok"
+
+    def capability(self, name: str) -> Any:
+        return self.capabilities[name]
 
 
 @attrs.define
@@ -170,8 +176,12 @@ class PluginManager:
                     f"two {kind} components are named '{name}': one from {other.source} "
                     f"({other.module}), one from {source} ({module_name})"
                 )
+            try:
+                capabilities = contracts.check_component(kind, name, factory)
+            except TypeError as exc:
+                raise PluginError(f"{module_name}: {exc}") from None
             text = summary or summaries.get(key) or _first_line(factory)
-            self.components[key] = Component(kind, name, factory, options, text, source, module_name)
+            self.components[key] = Component(kind, name, factory, options, text, source, module_name, capabilities)
 
         return register
 
@@ -201,13 +211,18 @@ class PluginManager:
         )
 
     def build(self, kind: str, name: str, options=None):
-        """Instantiate a component with validated options (its defaults when ``None``)."""
+        """Instantiate a component: ``factory(options)`` with its validated options (their
+        defaults when ``None``), or ``factory()`` for a component that declares no options."""
         component = self.get(kind, name)
         if component.options is None:
-            return component.factory(None) if _takes_argument(component.factory) else component.factory()
-        if options is None:
-            options = component.options()
-        return component.factory(options)
+            built = component.factory()
+        else:
+            built = component.factory(options if options is not None else component.options())
+        try:
+            contracts.check_built(kind, name, built)
+        except TypeError as exc:
+            raise PluginError(f"{component.module}: {exc}") from None
+        return built
 
     def listing(self, kind: str | None = None) -> list[dict[str, str]]:
         """Rows for ``temple plugins list``: loaded components, then failed plugins."""
@@ -238,14 +253,6 @@ class PluginManager:
                         }
                     )
         return rows
-
-
-def _takes_argument(factory) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params.values())
 
 
 _DEFAULT: PluginManager | None = None

@@ -1,16 +1,20 @@
 """Recipes: YAML files (read with ``yaml.safe_load``) validated into attrs objects.
 
 The top level names the run directory, the seed, the input videos, and one section per
-stage (``select``, ``generate``, ``train``); each stage module of ``temple_core.stages``
-defines its section's schema as its ``Config`` class. A section left out means the stage is
-not run. Every error names the recipe path at fault (see :mod:`temple_core.config`).
+stage (``select``, ``generate``, ``train``), each typed by its stage's ``Config`` class
+(:data:`temple_core.stages.STAGES`). A section left out means the stage is not run. Every
+error names the recipe path at fault (see :mod:`temple_core.config`).
+
+Paths in a recipe -- videos, data files, checkpoints, prompt files, and ``run_dir`` -- are
+relative to the recipe file, so a recipe runs the same from any working directory;
+``--run-dir`` (relative to the working directory, like any command-line path) overrides
+``run_dir``.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
-import importlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,14 @@ from typing import Any
 import attrs
 import yaml
 
-from temple_core.config import Structurer, unstructure
+from temple_core.config import Structurer, path_field, unstructure
 from temple_core.errors import RecipeError
+from temple_core.stages import STAGE_NAMES, STAGES, generate, select, train
+from temple_core.store.ledger import fingerprint
 
-#: The stages, in the order they run. Each is a module ``temple_core.stages.<name>``.
-STAGES = ("select", "generate", "train")
+SelectConfig = select.Config
+GenerateConfig = generate.Config
+TrainConfig = train.Config
 
 VIDEO_EXTENSIONS = [".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg"]
 
@@ -31,8 +38,8 @@ VIDEO_EXTENSIONS = [".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".m
 class VideosConfig:
     """Where the input videos are."""
 
-    #: Files, folders (searched recursively for ``extensions``) and glob patterns.
-    paths: list[str] = attrs.Factory(list)
+    #: Files, folders (searched recursively for ``extensions``) and glob patterns, relative to the recipe file.
+    paths: list[str] = path_field(attrs.Factory(list), kind=None)
     #: Built-in sample videos written into ``<run_dir>/videos/`` on first use (see docs).
     samples: list[str] = attrs.Factory(list)
     #: File name endings that count as videos when a folder is given.
@@ -41,21 +48,21 @@ class VideosConfig:
 
 @attrs.define(kw_only=True)
 class Recipe:
-    #: Where every stage writes (relative paths are relative to the working directory).
-    run_dir: str
+    #: Where every stage writes, relative to the recipe file (``--run-dir`` overrides it).
+    run_dir: str = path_field(attrs.NOTHING, kind=None)
     #: Seeds every random choice (perturbations, prompts, sampling, training).
     seed: int = 0
     #: The input videos (see the `videos` section).
     videos: VideosConfig = attrs.Factory(VideosConfig)
-    select: Any = None
-    generate: Any = None
-    train: Any = None
+    select: SelectConfig | None = None
+    generate: GenerateConfig | None = None
+    train: TrainConfig | None = None
     #: Where the recipe was read from (not a recipe key).
     source: str | None = attrs.field(default=None, eq=False)
 
     def sections(self) -> list[str]:
         """The stages this recipe runs, in order."""
-        return [name for name in STAGES if getattr(self, name) is not None]
+        return [name for name in STAGE_NAMES if getattr(self, name) is not None]
 
     def to_data(self) -> dict[str, Any]:
         data = {
@@ -69,12 +76,7 @@ class Recipe:
 
     def fingerprint(self, section: str) -> str:
         """A hash of one section as resolved (and of the seed), to tell if a stage's work is stale."""
-        payload = yaml.safe_dump({"seed": self.seed, section: unstructure(getattr(self, section))}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def stage_module(name: str):
-    return importlib.import_module(f"temple_core.stages.{name}")
+        return fingerprint({"seed": self.seed, section: unstructure(getattr(self, section))})
 
 
 def parse_yaml(text: str, source: str = "<recipe>") -> Any:
@@ -90,37 +92,43 @@ def parse_yaml(text: str, source: str = "<recipe>") -> Any:
 
 
 def load_recipe(path: str | Path, plugins=None, run_dir: str | None = None, check_files: bool = True) -> Recipe:
-    """Read and validate a recipe file (``run_dir`` overrides the recipe's)."""
+    """Read and validate a recipe file. Its paths are relative to its folder; ``run_dir``
+    (the command line's ``--run-dir``) overrides the recipe's and is relative to the
+    working directory."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError("", f"recipe file not found: {path}")
     data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    return recipe_from_data(data, plugins=plugins, run_dir=run_dir, source=str(path), check_files=check_files)
+    return recipe_from_data(
+        data, plugins=plugins, run_dir=run_dir, source=str(path), check_files=check_files,
+        base_dir=path.resolve().parent,
+    )
 
 
-def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files: bool = True) -> Recipe:
+def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files: bool = True, base_dir=None) -> Recipe:
+    """Validate recipe data. ``base_dir``: the folder relative paths are relative to (the
+    recipe file's); without one they stay relative to the working directory."""
     if plugins is None:
         from temple_core.plugins import get_plugin_manager
 
         plugins = get_plugin_manager()
     if not isinstance(data, dict):
         raise RecipeError("", f"{source or 'recipe'}: the recipe must be a mapping of sections, got {type(data).__name__}")
-    data = dict(data)
-    if run_dir is not None:
-        data["run_dir"] = run_dir
-    structurer = Structurer(plugins, check_files=check_files)
-    sections = {name: data.pop(name) for name in STAGES if name in data}
-    recipe = structurer.structure(Recipe, data)
-    for name, section in sections.items():
-        if section is None:
+    for name in STAGE_NAMES:
+        if name in data and data[name] is None:
             raise RecipeError(name, "empty section; remove it to skip this stage")
-        config_cls = stage_module(name).Config
-        setattr(recipe, name, structurer.structure(config_cls, section, name))
-        check = getattr(stage_module(name), "check_recipe", None)
-        if check is not None:
-            check(recipe, plugins)
+    if run_dir is not None:  # --run-dir: relative to the working directory
+        data = {**data, "run_dir": str(Path(run_dir).expanduser().resolve())}
+    elif isinstance(data.get("run_dir"), str) and not data["run_dir"].strip():
+        raise RecipeError("run_dir", "must name a folder (it is empty)")
+    structurer = Structurer(plugins, check_files=check_files, base_dir=base_dir)
+    recipe = structurer.structure(Recipe, data)
     if not recipe.sections():
-        raise RecipeError("", "the recipe has no stage section (select, generate or train)")
+        raise RecipeError("", f"the recipe has no stage section ({', '.join(STAGE_NAMES)})")
+    for spec in STAGES:
+        section = getattr(recipe, spec.name)
+        if section is not None:
+            section.check(recipe, plugins)
     recipe.source = source
     if check_files and (recipe.videos.paths or recipe.videos.samples):
         resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
@@ -134,7 +142,7 @@ def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool 
     """
     found: list[Path] = []
     extensions = {e.lower() for e in videos.extensions}
-    for i, entry in enumerate(videos.paths):
+    for i, entry in enumerate(videos.paths):  # resolved against the recipe's folder when read
         path = Path(entry).expanduser()
         if any(ch in entry for ch in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True)) if Path(m).is_file()]

@@ -17,9 +17,10 @@ from typing import Any
 
 import attrs
 
-from temple_core.config import _COMPONENT_KIND
+from temple_core.config import component_kind
 from temple_core.hookspecs import KINDS
-from temple_core.recipe import STAGES, Recipe, VideosConfig, stage_module
+from temple_core.recipe import Recipe, VideosConfig
+from temple_core.stages import STAGE_NAMES, STAGES
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -52,7 +53,7 @@ def _own_field_comments(cls) -> dict[str, str]:
 def _type_text(tp) -> str:
     text = getattr(tp, "__name__", None) if isinstance(tp, type) else None
     text = text or str(tp).replace("typing.", "")
-    text = text.replace("temple_core.config.", "").replace("NoneType", "None")
+    text = re.sub(r"\b(?:[a-z_][a-z_0-9]*\.)+([A-Z]\w*)", r"\1", text).replace("NoneType", "None")
     return text.replace("|", "\\|")  # inside a Markdown table cell
 
 
@@ -86,7 +87,7 @@ def _table(cls, prefix: str, out: list[str], nested: list[tuple[Any, str]]) -> N
     out.append("| key | type | default | source | meaning |")
     out.append("|---|---|---|---|---|")
     for field in attrs.fields(cls):
-        kind = field.metadata.get(_COMPONENT_KIND)
+        kind = component_kind(field)
         tp = types[field.name]
         if kind:
             type_text = f"{kind} component"
@@ -124,7 +125,7 @@ def render(plugins=None) -> str:
     for field in attrs.fields(Recipe):
         if field.name == "source":
             continue
-        if field.name in STAGES:
+        if field.name in STAGE_NAMES:
             out.append(f"| `{field.name}` | section | absent: stage not run | see below |")
         else:
             type_text = "section" if field.name == "videos" else _type_text(field.type)
@@ -132,10 +133,10 @@ def render(plugins=None) -> str:
     out.append("")
     out += ["## `videos`", ""]
     _table(VideosConfig, "videos", out, nested)
-    for stage in STAGES:
-        config = stage_module(stage).Config
-        out += [f"## `{stage}`", "", inspect.getdoc(stage_module(stage)).split("\n\n")[0], ""]
-        _table(config, stage, out, nested)
+    for spec in STAGES:
+        module = inspect.getmodule(spec.run)
+        out += [f"## `{spec.name}`", "", inspect.getdoc(module).split("\n\n")[0], ""]
+        _table(spec.config, spec.name, out, nested)
         while nested:
             cls, prefix = nested.pop(0)
             out += [f"### `{prefix}`", ""]

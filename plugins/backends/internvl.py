@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from temple_core.errors import ModelError
-from temple_core.models.hf import HFChatBackend
 from temple_core.hookspecs import hookimpl
+from temple_core.models.hf import HFChatBackend
 from temple_core.models.vision_tokens import cache_dir, item_frames, resize_uint8
 from temple_plugins.backends.internvl_original import converted_dir, is_original
 

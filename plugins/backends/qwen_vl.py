@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from temple_core.models.hf import HFChatBackend
 from temple_core.hookspecs import hookimpl
+from temple_core.models.hf import HFChatBackend
 from temple_core.models.vision_tokens import item_frames, qwen_patchify
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).

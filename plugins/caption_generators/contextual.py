@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from temple_core.contracts import CaptionGenerator
 from temple_core.generation import prompts
 from temple_core.generation.captions import extract_caption
 from temple_core.generation.plan import keyframes_of, per_video_rngs, plan_variants
@@ -37,7 +38,7 @@ def _has_captions(instance, attribute, value):
         raise ValueError("must contain '{captions}' where the clip captions go")
 
 
-class Contextual:
+class Contextual(CaptionGenerator):
     """The paper's captioner: contextual clip captions (4 frames), then ordered / perturbed summaries."""
 
     needs_backend = True

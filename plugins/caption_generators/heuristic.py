@@ -14,6 +14,7 @@ import attrs
 import cv2
 import numpy as np
 
+from temple_core.contracts import CaptionGenerator
 from temple_core.generation.plan import keyframes_of, per_video_rngs, plan_variants
 from temple_core.hookspecs import hookimpl
 from temple_core.records import CaptionRecord, Rejected, VideoRecord
@@ -51,7 +52,7 @@ def describe_frames(frames: list[np.ndarray], options: "Heuristic.Options") -> d
     return {"colour": colour, "brightness": value, "motion": motion}
 
 
-class Heuristic:
+class Heuristic(CaptionGenerator):
     """Describe clips from their pixels (colour, brightness, motion, timing); no model."""
 
     needs_backend = False
@@ -121,7 +122,7 @@ class Heuristic:
             captions.append(self.clip_caption(stats, first / fps, (last + 1) / fps))
         return captions
 
-    def generate(self, videos, backend, perturbations, difficulties, rng) -> list[CaptionRecord]:
+    def generate(self, videos, backend, perturbations, difficulties, rng, *, sampling=None, seeds=None) -> list[CaptionRecord]:
         out = []
         for video, video_rng in zip(videos, per_video_rngs(rng, len(videos))):
             captions = self.clip_captions(video)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from temple_core.contracts import Exporter
 from temple_core.generation.export import write_export
 from temple_core.hookspecs import hookimpl
 
@@ -38,7 +39,7 @@ def dataset_info(name: str, file_name: str) -> dict:
     }
 
 
-class LlamaFactoryExporter:
+class LlamaFactoryExporter(Exporter):
     """LLaMA-Factory sharegpt preference rows (conversations, chosen, rejected, videos) + dataset_info.json."""
 
     suffix = "jsonl"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from temple_core.contracts import Exporter
 from temple_core.generation.export import write_export
 from temple_core.hookspecs import hookimpl
 
@@ -25,7 +26,7 @@ def swift_row(pair) -> dict:
     }
 
 
-class SwiftExporter:
+class SwiftExporter(Exporter):
     """ms-swift RLHF format: messages (chosen as the assistant turn), rejected_response, videos."""
 
     suffix = "jsonl"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from temple_core.contracts import Exporter
 from temple_core.generation.export import write_export
 from temple_core.hookspecs import hookimpl
 
@@ -29,7 +30,7 @@ def trl_row(pair, conversational: bool = True) -> dict:
     }
 
 
-class TrlExporter:
+class TrlExporter(Exporter):
     """TRL preference format: conversational prompt/chosen/rejected and a videos column."""
 
     suffix = "jsonl"

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 import attrs
 
-from temple_core.hookspecs import hookimpl
+from temple_core.contracts import Perturbation
 from temple_core.generation.perturb import VARIANTS, keep_count
+from temple_core.hookspecs import hookimpl
 from temple_core.records import Perturbed
 
 
-class Drop:
+class Drop(Perturbation):
     """Drop clips at random, keeping the order of the rest (keeps max(1, N // r))."""
 
     @attrs.define(kw_only=True, frozen=True)

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 import attrs
 
-from temple_core.hookspecs import hookimpl
+from temple_core.contracts import Perturbation
 from temple_core.generation.perturb import VARIANTS, contiguous_groups
+from temple_core.hookspecs import hookimpl
 from temple_core.records import Perturbed
 
 
-class Reverse:
+class Reverse(Perturbation):
     """Reverse the order of groups of max(1, N // r) consecutive clips."""
 
     @attrs.define(kw_only=True, frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import attrs
+from temple_core.contracts import ShotDetector
 from temple_core.errors import VideoError
 from temple_core.hookspecs import hookimpl
 from temple_core.records import ShotDetection
@@ -23,7 +24,7 @@ def _frame_num(timecode) -> int:
     return int(value)
 
 
-class PySceneDetectDetector:
+class PySceneDetectDetector(ShotDetector):
     """PySceneDetect content / adaptive shot detection on frames decoded by PyAV."""
 
     @attrs.define(kw_only=True)

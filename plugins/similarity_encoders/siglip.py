@@ -16,13 +16,14 @@ from typing import Literal
 import attrs
 import numpy as np
 
+from temple_core.contracts import SimilarityEncoder
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
 
 
-class SiglipEncoder:
+class SiglipEncoder(SimilarityEncoder):
     """SigLIP image embeddings (transformers) from a local checkpoint directory."""
 
     @attrs.define(kw_only=True)

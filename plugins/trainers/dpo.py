@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from temple_core.contracts import Trainer
 from temple_core.hookspecs import hookimpl
 from temple_core.training.options import TrainerOptions, args_validator
 
@@ -29,7 +30,7 @@ _pos = attrs.validators.gt(0)
 _ge0 = attrs.validators.ge(0)
 
 
-class DPO:
+class DPO(Trainer):
     """Video DPO (TRL DPOTrainer): sigmoid loss, beta 0.1, LoRA r32/a64 on the LM, vision frozen."""
 
     #: What its ``data`` is: ``pairs`` (a pairs file / this run's pairs) or ``sft`` (an SFT file).

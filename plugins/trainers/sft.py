@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from temple_core.contracts import Trainer
 from temple_core.hookspecs import hookimpl
 from temple_core.training.options import TrainerOptions, args_validator
 
@@ -14,7 +15,7 @@ _pos = attrs.validators.gt(0)
 _ge0 = attrs.validators.ge(0)
 
 
-class SFT:
+class SFT(Trainer):
     """Video SFT (TRL SFTTrainer): next-token loss on the answers, LoRA r32/a32, vision trained."""
 
     #: What its ``data`` is: ``pairs`` (a pairs file / this run's pairs) or ``sft`` (an SFT file).

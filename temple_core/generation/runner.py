@@ -7,7 +7,6 @@ seed, same ids) are deduplicated by ``pair_id`` when the shards are merged.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections import Counter
@@ -20,34 +19,25 @@ from temple_core.generation.pairs import make_pairs
 from temple_core.generation.plan import video_rng, video_seed
 from temple_core.generation.prompts import PAIR_PROMPTS
 from temple_core.records import CaptionRecord, VideoRecord
-from temple_core.store import ShardedJsonl, read_jsonl
+from temple_core.store import RunLayout, ShardedJsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
 
-def selected_videos(run_dir: Path) -> list[VideoRecord]:
-    path = Path(run_dir) / "select" / "videos.jsonl"
+def selected_videos(layout: RunLayout) -> list[VideoRecord]:
+    path = layout.videos
     if not path.is_file():
         raise TempleError(f"{path} not found: run the select stage first (temple run RECIPE --stages select)")
     return [VideoRecord.from_dict(d) for d in read_jsonl(path) if d.get("status") == "kept"]
 
 
 def _generate(captioner, videos, backend, perturbations, difficulties, seed, sampling):
-    """Call the captioner with what its ``generate`` accepts.
-
-    The hook contract is ``generate(videos, backend, perturbations, difficulties, rng)``; the
-    stage passes one random stream per video (so batching never changes a video's
-    perturbations) and, to captioners that take them, the summary ``sampling`` settings and
-    one sampling ``seeds`` entry per video.
-    """
+    """Call the captioner as its contract says (:class:`temple_core.contracts.CaptionGenerator`):
+    one random stream per video (so batching never changes a video's perturbations), the
+    summary ``sampling`` settings and one sampling seed per video."""
     rngs = [video_rng(seed, v.video_id, "perturb") for v in videos]
-    params = inspect.signature(captioner.generate).parameters
-    extras: dict[str, Any] = {}
-    if "sampling" in params:
-        extras["sampling"] = sampling
-    if "seeds" in params:
-        extras["seeds"] = [video_seed(seed, v.video_id) for v in videos]
-    records = captioner.generate(videos, backend, perturbations, difficulties, rngs, **extras)
+    seeds = [video_seed(seed, v.video_id) for v in videos]
+    records = captioner.generate(videos, backend, perturbations, difficulties, rngs, sampling=sampling, seeds=seeds)
     if len(records) != len(videos):
         raise TempleError(f"captioner returned {len(records)} records for {len(videos)} videos")
     return [r if isinstance(r, CaptionRecord) else CaptionRecord.from_dict(r) for r in records]
@@ -111,16 +101,16 @@ def summarize(captions: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> di
 def run_stage(ctx) -> dict[str, Any]:
     config = ctx.recipe.generate
     seed = int(getattr(ctx.recipe, "seed", 0) or 0)
-    videos = selected_videos(ctx.run_dir)
-    stage_dir = ctx.stage_dir("generate")
-    captions = ShardedJsonl(stage_dir, "captions", key="video_id", rank=ctx.rank, world_size=ctx.world_size)
-    pairs = ShardedJsonl(stage_dir, "pairs", key="pair_id", rank=ctx.rank, world_size=ctx.world_size)
+    layout = ctx.layout
+    videos = selected_videos(layout)
+    captions = ShardedJsonl.at(layout.captions, key="video_id", rank=ctx.rank, world_size=ctx.world_size)
+    pairs = ShardedJsonl.at(layout.pairs, key="pair_id", rank=ctx.rank, world_size=ctx.world_size)
     done = captions.done_keys()
     mine = [v for v in shard(videos, ctx.rank, ctx.world_size) if v.video_id not in done]
 
     captioner = config.captioner.build(ctx.plugins)
     backend = None
-    if getattr(captioner, "needs_backend", False):
+    if ctx.plugins.get("caption_generators", config.captioner.name).capability("needs_backend"):
         if config.backend is None:
             raise TempleError(f"generate.backend: captioner '{config.captioner.name}' needs a backend")
         backend = config.backend.build(ctx.plugins)
@@ -156,12 +146,12 @@ def run_stage(ctx) -> dict[str, Any]:
         pairs.merge(order=pair_order)
         merged_pairs = read_jsonl(pairs.merged_path)
         summary = summarize(merged, merged_pairs)
-        _export(ctx, config, merged_pairs, stage_dir)
+        _export(ctx, config, merged_pairs)
     ctx.barrier()
     return summary
 
 
-def _export(ctx, config, pairs: list[dict[str, Any]], stage_dir: Path) -> None:
+def _export(ctx, config, pairs: list[dict[str, Any]]) -> None:
     if not config.exporters:
         return
     from temple_core.records import Pair
@@ -169,6 +159,6 @@ def _export(ctx, config, pairs: list[dict[str, Any]], stage_dir: Path) -> None:
     records = [Pair.from_dict(p) for p in pairs]
     for spec in config.exporters:
         exporter = spec.build(ctx.plugins)
-        out = stage_dir / "export" / f"{spec.name}.{getattr(exporter, 'suffix', 'jsonl')}"
+        out = ctx.layout.export(spec.name, exporter.suffix)
         count = exporter.export(records, out)
         log.info("exported %d pairs to %s", count, out)

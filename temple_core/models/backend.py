@@ -34,6 +34,7 @@ and rejected, policy and reference, so trainers compute it once per pair).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from temple_core.errors import ModelError
@@ -47,6 +48,15 @@ class Backend:
     """
 
     family: str = ""
+
+    #: What every backend provides (checked when a plugin registers one; see temple_core.contracts).
+    required = (
+        "describe", "chat", "encode_preference", "encode_sft", "collate_preference", "collate_sft",
+        "vision_features", "model_inputs", "vision_module_names", "lora_target_modules",
+        "vision_lora_target_modules", "merge_and_save", "load_model",
+    )
+    #: Capabilities and their defaults (none yet for backends).
+    capabilities: dict = {}
 
     def __init__(self, options):
         self.options = options
@@ -62,6 +72,7 @@ class Backend:
         return f"{self.family}:{self.options.preset or self.options.path}"
 
     # -- loading ----------------------------------------------------------------------------
+    @abstractmethod
     def load_model(self, path: str | None = None):
         """The model (eval mode), loaded on first call. ``path`` reloads from a saved/merged
         model directory instead (the backend then describes that directory)."""
@@ -82,6 +93,7 @@ class Backend:
         return self.processor
 
     # -- generation -------------------------------------------------------------------------
+    @abstractmethod
     def chat(
         self,
         conversations: list[list[dict[str, Any]]],
@@ -99,6 +111,7 @@ class Backend:
         raise NotImplementedError
 
     # -- training batches -------------------------------------------------------------------
+    @abstractmethod
     def encode_preference(
         self, *, video, prompt: str, chosen: str, rejected: str, max_length: int,
         fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
@@ -107,6 +120,7 @@ class Backend:
         Raises ``SkipSample`` when prompt + answer would exceed ``max_length``."""
         raise NotImplementedError
 
+    @abstractmethod
     def encode_sft(
         self, *, messages: list[dict[str, Any]], videos: list, max_length: int,
         fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
@@ -116,20 +130,24 @@ class Backend:
         turns only. Raises ``SkipSample`` when it does not fit ``max_length``."""
         raise NotImplementedError
 
+    @abstractmethod
     def collate_preference(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
         """Padded preference batch (keys: see module doc)."""
         raise NotImplementedError
 
+    @abstractmethod
     def collate_sft(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
         """Padded SFT batch: ``input_ids``, ``attention_mask``, ``labels`` and the model's
         visual inputs -- ready for ``model(**batch)``."""
         raise NotImplementedError
 
+    @abstractmethod
     def vision_features(self, model, shared: dict[str, Any]):
         """The vision tower + projector output for the shared visual tensors of a
         preference batch (call under ``torch.no_grad`` when the tower is frozen)."""
         raise NotImplementedError
 
+    @abstractmethod
     def model_inputs(self, shared: dict[str, Any], *, vision_features=None, repeat: int = 1) -> dict[str, Any]:
         """Model keyword arguments for the visual part of a batch whose text rows are the
         shared batch's rows repeated ``repeat`` times (``[chosen; rejected]``: 2). With
@@ -138,18 +156,22 @@ class Backend:
         raise NotImplementedError
 
     # -- surgery ----------------------------------------------------------------------------
+    @abstractmethod
     def vision_module_names(self, model) -> list[str]:
         """Module names (prefixes) of the vision tower and projector: frozen in DPO."""
         raise NotImplementedError
 
+    @abstractmethod
     def lora_target_modules(self, model) -> list[str]:
         """Full module names of every linear layer of the language model (not the lm_head)."""
         raise NotImplementedError
 
+    @abstractmethod
     def vision_lora_target_modules(self, model) -> list[str]:
         """Full module names of the linear layers of the vision tower and projector."""
         raise NotImplementedError
 
+    @abstractmethod
     def merge_and_save(self, model, out_dir) -> None:
         """Merge a PEFT model's LoRA weights (a plain model is saved as it is) and write a
         directory the backend's ``path:`` loads: weights, config, tokenizer, chat template."""

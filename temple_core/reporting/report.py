@@ -19,7 +19,7 @@ import numpy as np
 
 from temple_core.errors import TempleError
 from temple_core.records import VideoRecord
-from temple_core.store import read_jsonl
+from temple_core.store import RunLayout, read_jsonl
 
 #: Rejection reasons decided on shots (before grouping) vs on segments (after grouping).
 SHOT_RULES = ("long_scene", "few_shots", "many_shots")
@@ -55,9 +55,9 @@ def keyframe_thumbs(run_dir: Path, record: VideoRecord) -> dict[int, bytes]:
     """JPEG thumbnails of a video's keyframes: the select stage's files, else decoded now."""
     frames = sorted({f for pair in record.keyframes for f in pair})
     thumbs: dict[int, bytes] = {}
-    folder = run_dir / "select" / "thumbs" / record.video_id
+    layout = RunLayout(run_dir)
     for frame in frames:
-        path = folder / f"{frame}.jpg"
+        path = layout.thumbnail(record.video_id, frame)
         if path.is_file():
             image = cv2.imread(str(path))
             if image is not None:
@@ -133,14 +133,14 @@ def _pair_counts(pairs: list[dict]) -> str:
     return f"<table><tr><th>difficulty</th>{head}<th>all</th></tr>{rows}</table>"
 
 
-def _training(run_dir: Path) -> str:
-    train_dir = run_dir / "train"
+def _training(layout: RunLayout) -> str:
+    train_dir = layout.train_dir
     if not train_dir.is_dir():
         return ""
     parts = []
     for image in sorted(train_dir.glob("*.png")):
         parts.append(f"<h3>{_e(image.stem)}</h3>{_png_tag(image, image.stem)}")
-    for stage_dir in sorted((p for p in train_dir.iterdir() if p.is_dir()), key=lambda p: _stage_order(p.name)):
+    for stage_dir in layout.train_stages():
         metrics = read_jsonl(stage_dir / "metrics.jsonl") if (stage_dir / "metrics.jsonl").is_file() else []
         last = metrics[-1] if metrics else {}
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
@@ -149,11 +149,6 @@ def _training(run_dir: Path) -> str:
         if curves.is_file():
             parts.append(_png_tag(curves, f"{stage_dir.name} curves"))
     return "".join(parts)
-
-
-def _stage_order(name: str):
-    head = name.split("-", 1)[0]
-    return (int(head), name) if head.isdigit() else (10**6, name)
 
 
 CSS = """
@@ -170,16 +165,15 @@ def build_report(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TempleError(f"run directory not found: {run_dir}")
-    videos_path = run_dir / "select" / "videos.jsonl"
-    pairs_path = run_dir / "generate" / "pairs.jsonl"
-    captions_path = run_dir / "generate" / "captions.jsonl"
-    if not any(p.exists() for p in (videos_path, pairs_path, run_dir / "train")):
+    layout = RunLayout(run_dir)
+    videos_path, pairs_path, captions_path = layout.videos, layout.pairs, layout.captions
+    if not any(p.exists() for p in (videos_path, pairs_path, layout.train_dir)):
         raise TempleError(f"{run_dir}: nothing to report (no select, generate or train output)")
     videos = [VideoRecord.from_dict(d) for d in read_jsonl(videos_path)]
     pairs = read_jsonl(pairs_path)
     captions = {c["video_id"]: c for c in read_jsonl(captions_path)}
     sections = [f"<h1>temple run: {_e(run_dir)}</h1>"]
-    recipe = run_dir / "recipe.yaml"
+    recipe = layout.recipe
     if recipe.is_file():
         sections.append(f"<details><summary>recipe</summary><pre>{_e(recipe.read_text())}</pre></details>")
     if videos:
@@ -212,7 +206,7 @@ def build_report(run_dir: str | Path) -> str:
                 f'{_e(pair["kept_indices"])}{_clip_strip(record, thumbs, order)}<p>{_e(pair["rejected"])}</p></div></div>'
             )
         sections.append("".join(block))
-    training = _training(run_dir)
+    training = _training(layout)
     if training:
         sections.append(f"<h2>Training</h2>{training}")
     body = "\n".join(sections)
@@ -222,7 +216,7 @@ def build_report(run_dir: str | Path) -> str:
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     page = build_report(run_dir)
-    out = run_dir / "report.html"
+    out = RunLayout(run_dir).report
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)

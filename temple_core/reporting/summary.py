@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from temple_core.store import RunLayout
+
+#: What each stage's summary points the user at.
 OUTPUTS = {
-    "select": ["select/videos.jsonl"],
-    "generate": ["generate/pairs.jsonl", "generate/captions.jsonl", "generate/export/"],
-    "train": ["train/"],
+    "select": lambda layout: [layout.videos],
+    "generate": lambda layout: [layout.pairs, layout.captions, layout.generate_dir / "export"],
+    "train": lambda layout: [layout.train_dir],
 }
 
 
@@ -61,6 +64,7 @@ def _generic_lines(s: dict) -> list[str]:
 
 def print_summary(recipe, results, seconds: float, out=print) -> None:
     run_dir = Path(recipe.run_dir)
+    layout = RunLayout(run_dir)
     if not results:
         out("nothing to run")
         return
@@ -72,5 +76,6 @@ def print_summary(recipe, results, seconds: float, out=print) -> None:
         out(f"  {result.name} ({timing})")
         for line in FORMATTERS.get(result.name, _generic_lines)(result.summary):
             out(f"      {line}")
-        out(f"      outputs: {', '.join(str(run_dir / p) for p in OUTPUTS.get(result.name, []))}")
+        outputs = OUTPUTS.get(result.name, lambda _: [layout.stage_dir(result.name)])(layout)
+        out(f"      outputs: {', '.join(map(str, outputs))}")
     out(f"  report: temple report {run_dir}")

@@ -29,7 +29,7 @@ class Shot:
     to: int = 0
 
 
-def _texture(scene: int, width: int, height: int) -> np.ndarray:
+def scene_texture(scene: int, width: int, height: int) -> np.ndarray:
     """A large RGB texture unique to ``scene``: smooth noise tinted by a scene-specific hue."""
     rng = np.random.default_rng(1000 + scene)
     tw, th = width * 3, height * 3
@@ -52,7 +52,7 @@ def _texture(scene: int, width: int, height: int) -> np.ndarray:
     return rgb
 
 
-def _scene_frame(texture: np.ndarray, scene: int, t: int, width: int, height: int, moving: bool) -> np.ndarray:
+def scene_frame(texture: np.ndarray, scene: int, t: int, width: int, height: int, moving: bool) -> np.ndarray:
     if not moving:
         t = 0
     # Each scene pans in its own direction at ~1 pixel per frame.
@@ -66,7 +66,7 @@ def frames_of(shots: list[Shot], width: int = W, height: int = H) -> Iterator[np
 
     def tex(scene: int) -> np.ndarray:
         if scene not in textures:
-            textures[scene] = _texture(scene, width, height)
+            textures[scene] = scene_texture(scene, width, height)
         return textures[scene]
 
     clock: dict[int, int] = {}  # a scene resumes where it left off (like a real camera)
@@ -77,11 +77,11 @@ def frames_of(shots: list[Shot], width: int = W, height: int = H) -> Iterator[np
                 continue
             t = clock.get(shot.scene, 0)
             clock[shot.scene] = t + 1
-            frame = _scene_frame(tex(shot.scene), shot.scene, t, width, height, shot.kind != "static")
+            frame = scene_frame(tex(shot.scene), shot.scene, t, width, height, shot.kind != "static")
             if shot.kind == "fade":
                 u = clock.get(shot.to, 0)
                 clock[shot.to] = u + 1
-                other = _scene_frame(tex(shot.to), shot.to, u, width, height, True)
+                other = scene_frame(tex(shot.to), shot.to, u, width, height, True)
                 alpha = (f + 1) / (shot.frames + 1)
                 frame = ((1 - alpha) * frame + alpha * other).astype(np.uint8)
             yield np.ascontiguousarray(frame)

@@ -1,3 +1,38 @@
-"""The stages of a run (``select``, ``generate``, ``train``), one module each with its
-recipe section's ``Config`` and ``run(ctx)``; :mod:`.runner` chains them. This package
-file imports nothing, so the recipe schema can import the stages' ``Config`` classes."""
+"""The stages of a run, in order: one module each, with its recipe section's ``Config``
+class and ``run(ctx) -> dict`` (a summary). :mod:`.runner` chains them through the run's
+ledger (:mod:`temple_core.store.ledger`); the recipe schema (:mod:`temple_core.recipe`)
+types its sections with these ``Config`` classes. No stage module imports the runner or the
+recipe module, so there is no import cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from temple_core.stages import generate, select, train
+
+
+@attrs.frozen
+class StageSpec:
+    """One stage: its name (the recipe section and the run-directory folder), its section's
+    schema, the function that runs it, and whether its sub-stages keep their own ledger
+    records (then the stage folder as a whole is never moved aside; see ``train``)."""
+
+    name: str
+    config: type
+    run: Callable[..., dict[str, Any]]
+    substages: bool = False
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("select", select.Config, select.run),
+    StageSpec("generate", generate.Config, generate.run),
+    StageSpec("train", train.Config, train.run, substages=True),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+
+
+def stage(name: str) -> StageSpec:
+    return next(s for s in STAGES if s.name == name)

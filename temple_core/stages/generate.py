@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import attrs
 
-from temple_core.config import ComponentSpec, component_field
+from temple_core.config import ComponentSpec, Section, component_field
+from temple_core.errors import RecipeError
 
 #: Pair filters of SPEC §4, each a recipe option.
 
@@ -52,7 +53,7 @@ def _difficulties(instance, attribute, value):
 
 
 @attrs.define(kw_only=True)
-class Config:
+class Config(Section):
     """The recipe's ``generate:`` section."""
 
     #: The Video LLM that writes the captions (not needed by the ``heuristic`` captioner).
@@ -75,16 +76,13 @@ class Config:
     exporters: list[ComponentSpec] = component_field("exporters", [])
 
 
-def check_recipe(recipe, plugins) -> None:
-    from temple_core.errors import RecipeError
-
-    config = recipe.generate
-    names = [p.name for p in config.perturbations]
-    if len(set(names)) != len(names):
-        raise RecipeError("generate.perturbations", f"a perturbation is listed twice: {names}")
-    captioner = plugins.get("caption_generators", config.captioner.name)
-    if getattr(captioner.factory, "needs_backend", False) and config.backend is None:
-        raise RecipeError("generate.backend", f"captioner '{config.captioner.name}' needs a backend; add generate.backend")
+    def check(self, recipe, plugins) -> None:
+        names = [p.name for p in self.perturbations]
+        if len(set(names)) != len(names):
+            raise RecipeError("generate.perturbations", f"a perturbation is listed twice: {names}")
+        captioner = plugins.get("caption_generators", self.captioner.name)
+        if captioner.capability("needs_backend") and self.backend is None:
+            raise RecipeError("generate.backend", f"captioner '{self.captioner.name}' needs a backend; add generate.backend")
 
 
 def run(ctx) -> dict:

@@ -1,31 +1,34 @@
-"""The stages of a run and how ``temple run`` chains them.
+"""How ``temple run`` chains the stages: in order, each one a unit of the run's ledger.
 
-Each stage is a module here (``select``, ``generate``, ``train``) with a ``Config`` attrs
-class (its recipe section) and ``run(ctx) -> dict`` (a summary). A stage reads what the one
-before it wrote to the run directory and writes its own folder there.
+A stage reads what the one before it wrote to the run directory and writes its own folder
+there. Whether a stage has work to do is the ledger's one check
+(:meth:`temple_core.store.ledger.Ledger.finished`): finished with the same fingerprint (a
+hash of its recipe section and the seed) after the same upstream stage run. A stage that is
+up to date is skipped; one that was interrupted resumes (each stage skips the items it
+already finished); one whose section or upstream changed starts afresh, its old folder moved
+aside to ``<stage>.stale-<time>`` (never deleted). A stage with sub-stages (``train``) keeps
+its folder: its sub-stages are units of the same ledger.
 
-Up to date or not: when a stage finishes, it leaves ``<run_dir>/<stage>/_stage.json`` with a
-fingerprint of its recipe section and the stamp of the stage before it. A stage whose marker
-matches is skipped. A stage without a marker but with outputs was interrupted: it resumes
-(each stage skips the items it already finished). A stage whose marker no longer matches
-(its section changed, or the stage before it ran again) starts afresh; its old folder is
-moved aside to ``<stage>.stale-<time>``, not deleted.
+The launching process holds the run-directory lock (:mod:`temple_core.store.lock`) from
+before the recipe is written until the last stage is done, so a second ``temple run`` on the
+same directory is refused (or waits, ``wait=True``) instead of doing the work twice.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import attrs
+import yaml
 
 from temple_core.distributed import barrier, rank_world
-from temple_core.recipe import STAGES, Recipe, resolve_videos, stage_module, video_ids
-
-MARKER = "_stage.json"
+from temple_core.recipe import Recipe, resolve_videos, video_ids
+from temple_core.stages import STAGES
+from temple_core.store import Ledger, RunLayout, RunLock
+from temple_core.store.ledger import FINISHED
 
 
 @attrs.define
@@ -38,14 +41,25 @@ class StageContext:
     rank: int = 0
     world_size: int = 1
     progress: bool = True
+    #: The ledger stamp of the stage this one reads (``None`` for the first stage).
+    upstream: str | None = None
+    log: Any = print
     _videos: list[Path] | None = None
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.layout, log=self.log if self.is_main else (lambda *a, **k: None))
+
     def stage_dir(self, name: str) -> Path:
-        path = self.run_dir / name
+        path = self.layout.stage_dir(name)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -64,36 +78,6 @@ class StageContext:
         barrier(self.world_size)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON marker file, or ``None`` when it is missing or unreadable (a cut-off write)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace a JSON marker file all at once (write a temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
-def move_aside(folder: Path) -> Path:
-    """Rename an outdated output folder to ``<name>.stale-<time>`` (kept, never deleted)."""
-    aside = folder.with_name(f"{folder.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder.rename(aside)
-    return aside
-
-
-def read_marker(stage_dir: Path) -> dict[str, Any] | None:
-    return read_json(stage_dir / MARKER)
-
-
-def write_marker(stage_dir: Path, data: dict[str, Any]) -> None:
-    write_json(stage_dir / MARKER, data)
-
-
 @attrs.define
 class StageResult:
     name: str
@@ -108,58 +92,56 @@ def run_stages(
     stages: list[str] | None = None,
     progress: bool = True,
     log=print,
+    wait: bool = False,
 ) -> list[StageResult]:
-    """Run the recipe's stages (or the ``stages`` subset), in order, skipping up-to-date ones."""
-    rank, world = rank_world()
-    run_dir = Path(recipe.run_dir)
-    ctx = StageContext(recipe, run_dir, plugins, rank, world, progress=progress and rank == 0)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
+    """Run the recipe's stages (or the ``stages`` subset), in order, skipping up-to-date ones.
 
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_data(), sort_keys=False))
-    wanted = [s for s in STAGES if s in recipe.sections() and (stages is None or s in stages)]
+    The main process of the launch holds the run-directory lock throughout; ``wait`` waits
+    for another run holding it instead of refusing at once."""
+    rank, world = rank_world()
+    layout = RunLayout(recipe.run_dir)
+    lock = RunLock(layout, log=log) if rank == 0 else None
+    with lock.acquire(wait=wait) if lock is not None else contextlib.nullcontext():
+        return _run_locked(recipe, plugins, stages, progress, log, rank, world, layout)
+
+
+def _run_locked(recipe, plugins, stages, progress, log, rank, world, layout) -> list[StageResult]:
+    ctx = StageContext(recipe, layout.root, plugins, rank, world, progress=progress and rank == 0, log=log)
+    if rank == 0:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.recipe.write_text(yaml.safe_dump(recipe.to_data(), sort_keys=False))
+    ledger = ctx.ledger
     results = []
     upstream: str | None = None
-    for name in STAGES:
+    for spec in STAGES:
+        name = spec.name
         if name not in recipe.sections():
             continue
-        stage_dir = run_dir / name
-        marker = read_marker(stage_dir)
-        fingerprint = recipe.fingerprint(name)
-        up_to_date = marker is not None and marker.get("fingerprint") == fingerprint and marker.get("upstream") == upstream
-        if name not in wanted:
-            upstream = marker.get("stamp") if marker else upstream
+        folder = layout.stage_dir(name)
+        fp = recipe.fingerprint(name)
+        if stages is not None and name not in stages:
+            # Not asked for: what follows reads its last finished outputs, if any.
+            state = ledger.state(name)
+            upstream = state.stamp if state is not None and state.event == FINISHED else None
             continue
-        if up_to_date:
-            log(f"[{name}] up to date (finished {marker.get('finished', '?')}); nothing to do")
-            results.append(StageResult(name, "up to date", 0.0, marker.get("summary", {})))
-            upstream = marker["stamp"]
+        done = ledger.finished(name, fp, upstream, folder)
+        if done is not None:
+            log(f"[{name}] up to date (finished {done.time}); nothing to do")
+            results.append(StageResult(name, "up to date", 0.0, done.summary))
+            upstream = done.stamp
             continue
-        if marker is not None and rank == 0:
-            aside = move_aside(stage_dir)
-            log(f"[{name}] its recipe section or an earlier stage changed: old outputs moved to {aside}")
+        ctx.barrier()  # every process has read the ledger before the main one changes it
+        if rank == 0:
+            ledger.begin(name, folder, fp, upstream, keep_folder=spec.substages)
         ctx.barrier()
+        ctx.upstream = upstream
         started = time.time()
-        summary = stage_module(name).run(ctx) or {}
+        summary = spec.run(ctx) or {}
         seconds = time.time() - started
         ctx.barrier()
-        stamp = uuid.uuid4().hex
         if rank == 0:
-            write_marker(
-                ctx.stage_dir(name),
-                {
-                    "stage": name,
-                    "fingerprint": fingerprint,
-                    "upstream": upstream,
-                    "stamp": stamp,
-                    "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "seconds": round(seconds, 2),
-                    "summary": summary,
-                },
-            )
+            ledger.finish(name, fp, upstream, summary, seconds)
         ctx.barrier()
-        marker = read_marker(run_dir / name)
-        upstream = marker["stamp"] if marker else stamp
+        upstream = ledger.state(name).stamp
         results.append(StageResult(name, "ran", seconds, summary))
     return results

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from temple_core.video import worker as decode_worker
-from temple_core.config import component_field
+from temple_core.config import Section, component_field
 from temple_core.distributed import shard
 from temple_core.errors import VideoError
 from temple_core.records import VideoRecord
@@ -40,7 +40,7 @@ from temple_core.selection import (
     segments_of,
 )
 from temple_core.selection.filters import shot_gray_ranges
-from temple_core.store import ShardedJsonl
+from temple_core.store import RunLayout, ShardedJsonl
 from temple_core.video.source import VideoSource
 
 _ge0 = attrs.validators.ge(0)
@@ -48,7 +48,7 @@ _gt0 = attrs.validators.gt(0)
 
 
 @attrs.define(kw_only=True)
-class Config:
+class Config(Section):
     """The recipe's ``select:`` section. Defaults are SPEC §1's numbers."""
 
     #: Finds the shots (SPEC §1: TransNetV2, threshold 0.5).
@@ -95,11 +95,12 @@ _ENCODE_CHUNK = 8
 class Selector:
     """Selection of one video at a time with a built detector and encoder."""
 
-    def __init__(self, config: Config, detector, encoder, thumbs_dir: Path | None = None):
+    def __init__(self, config: Config, detector, encoder, thumbnails: RunLayout | None = None):
         self.config = config
         self.detector = detector
         self.encoder = encoder
-        self.thumbs_dir = thumbs_dir
+        #: Where keyframe thumbnails go (``None``: none are written).
+        self.thumbnails = thumbnails
 
     def select(self, video_id: str, path: Path) -> VideoRecord:
         record = VideoRecord(video_id=video_id, path=str(path), status="error")
@@ -165,7 +166,7 @@ class Selector:
             return
 
         record.keyframes = [self._keyframes(video, first, last) for first, last in record.segment_frames()]
-        if self.thumbs_dir is not None:
+        if self.thumbnails is not None:
             self._thumbnails(video, record)
         record.status, record.reason = "kept", None
 
@@ -182,13 +183,13 @@ class Selector:
         return pick_keyframes(first, last, scores, self.config.keyframes_per_segment)
 
     def _thumbnails(self, video: VideoSource, record: VideoRecord) -> None:
-        out = self.thumbs_dir / record.video_id
-        out.mkdir(parents=True, exist_ok=True)
         indices = sorted({i for pair in record.keyframes for i in pair})
         width = min(self.config.thumbnail_width, video.width)
         height = max(2, round(video.height * width / video.width))
         for index, frame in zip(indices, video.read_frames(indices, width, height)):
-            cv2.imwrite(str(out / f"{index}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            out = self.thumbnails.thumbnail(record.video_id, index)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
 
 class _Progress:
@@ -225,13 +226,13 @@ def select_videos(
     plugins,
     videos: list[Path],
     video_ids: list[str],
-    stage_dir: Path,
+    layout: RunLayout,
     rank: int = 0,
     world_size: int = 1,
     progress: bool = False,
 ) -> ShardedJsonl:
     """This rank's share of the work, resumable; returns the store (not merged)."""
-    store = ShardedJsonl(stage_dir, "videos", key="video_id", rank=rank, world_size=world_size)
+    store = ShardedJsonl.at(layout.videos, key="video_id", rank=rank, world_size=world_size)
     done = store.done_keys()
     mine = [(vid, path) for vid, path in shard(list(zip(video_ids, videos)), rank, world_size) if vid not in done]
     if not mine:
@@ -239,7 +240,7 @@ def select_videos(
     detector = config.shot_detector.build(plugins)
     encoder = config.encoder.build(plugins)
     encoder.encode([])  # loads the model now: a bad checkpoint fails before any video, once
-    thumbs = stage_dir / "thumbs" if config.thumbnails else None
+    thumbs = layout if config.thumbnails else None
     selector = Selector(config, detector, encoder, thumbs)
     bar = _Progress(len(mine), progress)
     try:
@@ -271,9 +272,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(ctx) -> dict[str, Any]:
     """Run selection for this process's share, then (rank 0) merge the shards in input order."""
-    stage_dir = ctx.stage_dir("select")
     videos, ids = list(ctx.videos), list(ctx.video_ids)
-    store = select_videos(ctx.recipe.select, ctx.plugins, videos, ids, stage_dir, ctx.rank, ctx.world_size, ctx.progress)
+    store = select_videos(ctx.recipe.select, ctx.plugins, videos, ids, ctx.layout, ctx.rank, ctx.world_size, ctx.progress)
     if ctx.rank != 0:
         summary = summarize(store.records())  # partial: before rank 0 merges (and removes) the shards
     ctx.barrier()

@@ -3,38 +3,97 @@
 Each entry of ``train.stages`` names its trainer, its data and the trainer's options::
 
     - {trainer: dpo, difficulty: 16}                 # this run's pairs at r = 16
-    - {trainer: dpo, data: other_run/generate/pairs.jsonl, lr: 1e-6}
-    - {trainer: dpo, data: other_run/generate/pairs.jsonl, difficulty: 8}   # its r = 8 pairs
-    - {trainer: sft, data: examples/sft/sample.jsonl}
+    - {trainer: dpo, data: ../other_run/generate/pairs.jsonl, lr: 1e-6}
+    - {trainer: dpo, data: ../other_run/generate/pairs.jsonl, difficulty: 8}   # its r = 8 pairs
+    - {trainer: sft, data: ../sft/sample.jsonl}        # paths: relative to the recipe file
 
 After each stage the adapter is merged into the weights; the merged model is the next
 stage's starting point (and DPO reference). SPEC §5.
+
+Every training stage is a unit of the run's ledger (``train/<k>-<name>``), recorded exactly
+like the top-level stages: a finished stage whose entry, backend, seed and predecessors are
+unchanged is kept; an interrupted one resumes from its last checkpoint; an outdated one is
+moved aside. The ``train/`` folder itself is never moved aside as a whole, so appending a
+stage to the list trains only the new one.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-from temple_core.config import ComponentSpec, Structurer, component_field
-from temple_core.errors import RecipeError
-from temple_core.stages.runner import move_aside, read_json, write_json
+from temple_core.config import ComponentSpec, Section, component_field, path_field
+from temple_core.errors import RecipeError, TempleError
+from temple_core.store import RunLayout, fingerprint, read_jsonl, write_json_atomic, write_jsonl_atomic
+from temple_core.store.layout import safe_component
 
 #: Keys of a stage entry that are not the trainer's options.
 STAGE_KEYS = ("trainer", "name", "difficulty", "data", "perturbations")
+
+_KIND_WORDS = {"pairs": "preference pairs", "sft": "SFT samples (messages + videos)"}
 
 
 @attrs.define(kw_only=True)
 class Stage:
     """One validated entry of ``train.stages``."""
 
-    index: int
     trainer: ComponentSpec
     name: str
     difficulty: int | None = None
     data: str | None = None
     perturbations: list[str] | None = None
+    #: Its position in ``train.stages`` (set by :class:`Config`).
+    index: int = -1
+
+    @classmethod
+    def from_recipe(cls, structurer, entry, path: str) -> "Stage":
+        """Validate one entry: the trainer by name, its data, then the trainer's own options."""
+        if not isinstance(entry, dict):
+            raise RecipeError(path, "expected a mapping like {trainer: dpo, difficulty: 16}")
+        if "trainer" not in entry:
+            raise RecipeError(f"{path}.trainer", "required key is missing (dpo or sft, or a plugin's trainer)")
+        if not isinstance(entry["trainer"], str):
+            raise RecipeError(f"{path}.trainer", "expected a trainer name")
+        options = {k: v for k, v in entry.items() if k not in STAGE_KEYS}
+        try:
+            trainer = structurer.component("trainers", {"name": entry["trainer"], **options}, path)
+        except RecipeError as exc:
+            if exc.path == f"{path}.name":  # the trainer's name is the entry's `trainer` key
+                raise RecipeError(f"{path}.trainer", exc.message) from None
+            raise
+        difficulty = structurer.value(int | None, entry.get("difficulty"), f"{path}.difficulty")
+        if difficulty is not None and difficulty < 1:
+            raise RecipeError(f"{path}.difficulty", f"must be >= 1, got {difficulty}")
+        data = entry.get("data")
+        if data is not None:
+            data = structurer.path(data, f"{path}.data", kind="file")
+        perturbations = structurer.value(list[str] | None, entry.get("perturbations"), f"{path}.perturbations")
+        name = structurer.value(str, entry.get("name", trainer.name), f"{path}.name")
+        try:
+            safe_component(name, "a stage name")
+        except ValueError as exc:
+            raise RecipeError(f"{path}.name", str(exc)) from None
+        wants = structurer.plugins.get("trainers", trainer.name).capability("data_kind") if structurer.plugins else None
+        if data is not None:
+            has = data_kind(Path(data)) if structurer.check_files else None
+            if wants is not None and has is not None and has != wants:
+                raise RecipeError(
+                    f"{path}.data",
+                    f"{entry['data']} holds {_KIND_WORDS[has]}, but a {trainer.name} stage trains on {_KIND_WORDS[wants]}",
+                )
+            for key, value in (("difficulty", difficulty), ("perturbations", perturbations)):
+                if value is not None and "sft" in (wants, has):
+                    raise RecipeError(f"{path}.{key}", f"picks preference pairs; {entry['data']} is an SFT file")
+        elif wants == "sft" and difficulty is not None:
+            raise RecipeError(f"{path}.difficulty", f"a {trainer.name} stage trains on an SFT file: give data, not difficulty")
+        elif difficulty is None:
+            raise RecipeError(path, "needs its data: difficulty (this run's pairs at that r) or data (a file)")
+        return cls(trainer=trainer, name=name, difficulty=difficulty, data=data, perturbations=perturbations)
 
     def to_data(self) -> dict[str, Any]:
         """The entry as a recipe would write it."""
@@ -51,23 +110,37 @@ class Stage:
     def dir_name(self) -> str:
         return f"{self.index}-{self.name}"
 
+    @property
+    def where(self) -> str:
+        return f"train.stages[{self.index}]"
+
 
 @attrs.define(kw_only=True)
-class Config:
+class Config(Section):
     """The recipe's ``train:`` section."""
 
     #: The model trained (may differ from generate.backend: cross-architecture transfer).
     backend: ComponentSpec = component_field("backends")
     #: The training stages, in order: {trainer, difficulty | data, perturbations, name, ...trainer options}.
-    stages: list[Any] = attrs.field(factory=list)
+    stages: list[Stage] = attrs.field(factory=list)
     #: Keep each stage's merged weights on disk (the last stage's are always kept).
     keep_merged: bool = True
     #: Another run directory whose SFT stage's loss and grad norm are overlaid on this run's
     #: (``train/sft_compare.png``; the paper's Figure 4: SFT with vs without DPO first).
-    compare_with: str | None = None
+    compare_with: str | None = path_field(None, kind=None)
 
+    def __attrs_post_init__(self):
+        self.stages = [attrs.evolve(stage, index=i) for i, stage in enumerate(self.stages)]
 
-_KIND_WORDS = {"pairs": "preference pairs", "sft": "SFT samples (messages + videos)"}
+    def check(self, recipe, plugins) -> None:
+        if not self.stages:
+            raise RecipeError("train.stages", "needs at least one stage")
+        for stage in self.stages:
+            if stage.data is None and recipe.generate is not None and stage.difficulty not in recipe.generate.difficulties:
+                raise RecipeError(
+                    f"{stage.where}.difficulty",
+                    f"this run generates no pairs at r = {stage.difficulty} (generate.difficulties: {recipe.generate.difficulties})",
+                )
 
 
 def data_kind(path) -> str | None:
@@ -93,102 +166,29 @@ def data_kind(path) -> str | None:
     return None
 
 
-def check_recipe(recipe, plugins) -> None:
-    """Validate each stage entry: the trainer by name, its data, then its own options."""
-    config = recipe.train
-    if not config.stages:
-        raise RecipeError("train.stages", "needs at least one stage")
-    structurer = Structurer(plugins)
-    stages = []
-    for index, entry in enumerate(config.stages):
-        path = f"train.stages[{index}]"
-        if isinstance(entry, Stage):
-            stages.append(entry)
-            continue
-        if not isinstance(entry, dict):
-            raise RecipeError(path, "expected a mapping like {trainer: dpo, difficulty: 16}")
-        if "trainer" not in entry:
-            raise RecipeError(f"{path}.trainer", "required key is missing (dpo or sft, or a plugin's trainer)")
-        options = {k: v for k, v in entry.items() if k not in STAGE_KEYS}
-        trainer = structurer.component("trainers", {"name": entry["trainer"], **options}, path)
-        if trainer.name != entry["trainer"]:
-            raise RecipeError(f"{path}.trainer", "expected a trainer name")
-        difficulty = structurer.value(int | None, entry.get("difficulty"), f"{path}.difficulty")
-        data = structurer.value(str | None, entry.get("data"), f"{path}.data")
-        perturbations = structurer.value(list[str] | None, entry.get("perturbations"), f"{path}.perturbations")
-        name = structurer.value(str, entry.get("name", trainer.name), f"{path}.name")
-        # With data, difficulty picks that file's pairs at r (another run's pairs: transfer).
-        wants = getattr(plugins.get("trainers", trainer.name).factory, "data_kind", None)
-        if data is not None:
-            from pathlib import Path
-
-            if not Path(data).expanduser().is_file():
-                raise RecipeError(f"{path}.data", f"no such file: {data}")
-            has = data_kind(Path(data).expanduser())
-            if wants is not None and has is not None and has != wants:
-                raise RecipeError(
-                    f"{path}.data",
-                    f"{data} holds {_KIND_WORDS[has]}, but a {trainer.name} stage trains on {_KIND_WORDS[wants]}",
-                )
-            for key, value in (("difficulty", difficulty), ("perturbations", perturbations)):
-                if value is not None and "sft" in (wants, has):
-                    raise RecipeError(f"{path}.{key}", f"picks preference pairs; {data} is an SFT file")
-        elif wants == "sft" and difficulty is not None:
-            raise RecipeError(f"{path}.difficulty", f"a {trainer.name} stage trains on an SFT file: give data, not difficulty")
-        elif difficulty is None:
-            raise RecipeError(path, "needs its data: difficulty (this run's pairs at that r) or data (a file)")
-        elif recipe.generate is not None and difficulty not in recipe.generate.difficulties:
-            raise RecipeError(
-                f"{path}.difficulty",
-                f"this run generates no pairs at r = {difficulty} (generate.difficulties: {recipe.generate.difficulties})",
-            )
-        stages.append(
-            Stage(index=index, trainer=trainer, name=name, difficulty=difficulty, data=data, perturbations=perturbations)
-        )
-    config.stages = stages
+def stage_fingerprint(recipe, stage: Stage) -> str:
+    """What a training stage was asked to do: its entry, the backend and the seed."""
+    return fingerprint({"seed": recipe.seed, "backend": recipe.train.backend.to_data(), "stage": stage.to_data()})
 
 
-DONE = "_done.json"
-STARTED = "_started.json"
-
-
-def _stage_fingerprint(recipe, stage: Stage, upstream: str | None) -> str:
-    import hashlib
-
-    import yaml
-
-    from temple_core.config import unstructure
-
-    payload = yaml.safe_dump(
-        {"seed": recipe.seed, "backend": unstructure(recipe.train.backend), "stage": stage.to_data(), "upstream": upstream},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _move_aside(stage_dir, log) -> None:
-    aside = move_aside(stage_dir)
-    log(f"[train] {stage_dir.name}: its entry or an earlier stage changed; old outputs moved to {aside.name}")
+def unit(stage: Stage) -> str:
+    """The stage's name in the run's ledger."""
+    return f"train/{stage.dir_name}"
 
 
 def stage_data(ctx, stage: Stage):
     """``(kind, items)`` for a stage: this run's pairs at its difficulty, a pairs file, or an SFT file."""
-    from pathlib import Path
-
-    from temple_core.store import read_jsonl
     from temple_core.training import data as training_data
 
     if stage.data is None:
-        return "pairs", training_data.load_pairs(
-            training_data.run_pairs_path(ctx.run_dir), stage.difficulty, stage.perturbations
-        )
-    path = Path(stage.data).expanduser()
+        return "pairs", training_data.load_pairs(ctx.layout.pairs, stage.difficulty, stage.perturbations)
+    path = Path(stage.data)
     first = next(iter(read_jsonl(path)), None)
     if first is not None and "chosen" in first and "rejected" in first:
         return "pairs", training_data.load_pairs(path, stage.difficulty, stage.perturbations)
     for key in ("perturbations", "difficulty"):
         if getattr(stage, key) is not None:
-            raise RecipeError(f"train.stages[{stage.index}].{key}", f"{path} is an SFT file, not pairs")
+            raise RecipeError(f"{stage.where}.{key}", f"{path} is an SFT file, not pairs")
     return "sft", training_data.load_sft(path)
 
 
@@ -204,8 +204,6 @@ def backend_from(spec: ComponentSpec, plugins, start_dir):
 def _path_overrides(options, path: str) -> dict[str, Any]:
     names = {f.name for f in attrs.fields(type(options))}
     if "path" not in names:
-        from temple_core.errors import TempleError
-
         raise TempleError(f"backend options {type(options).__name__} have no 'path': cannot load a merged stage")
     overrides: dict[str, Any] = {"path": path}
     if "preset" in names:
@@ -222,28 +220,13 @@ def _describe_start(spec: ComponentSpec) -> str:
     return spec.name
 
 
-def _adopt_finished_stages(ctx, config, train_dir, stage_dirs, log) -> None:
-    """Take back the finished stages of a ``train`` folder the run moved aside.
-
-    When the recipe's ``train:`` section changes (a stage appended, ``compare_with`` set...),
-    the run moves the whole ``train/`` folder aside to ``train.stale-<time>``. Stages whose
-    entry, backend, seed and every stage before them are unchanged are done work: their
-    folders are moved back instead of training them again (hours each on real models)."""
-    if not ctx.is_main or any(d.exists() for d in stage_dirs):
-        return
-    stale = sorted(train_dir.parent.glob(f"{train_dir.name}.stale-*"))
-    if not stale:
-        return
-    source = stale[-1]
-    upstream: str | None = None
-    for stage, out_dir in zip(config.stages, stage_dirs):
-        old = source / stage.dir_name
-        done = read_json(old / DONE)
-        if done is None or done.get("fingerprint") != _stage_fingerprint(ctx.recipe, stage, upstream):
-            break
-        old.rename(out_dir)
-        log(f"[train] {stage.dir_name}: unchanged and finished in {source.name}; taken back, not trained again")
-        upstream = done["stamp"]
+def _describe_start(spec: ComponentSpec) -> str:
+    options = spec.options
+    for key in ("path", "preset"):
+        value = getattr(options, key, None)
+        if value:
+            return f"{spec.name} {key}={value}"
+    return spec.name
 
 
 def single_process_cpu_launch(env) -> bool:
@@ -267,23 +250,9 @@ def _env_flag(env, name: str) -> bool:
     return str(env.get(name, "")).lower() in ("1", "true", "yes")
 
 
-def run(ctx, callbacks: list | None = None) -> dict:
-    """Run ``train.stages`` in order; a finished stage (merged weights + done marker) is kept.
+def _launch_warnings(log) -> None:
+    from temple_core.training.options import cuda_available
 
-    ``callbacks``: extra ``transformers.TrainerCallback`` objects given to every stage.
-    """
-    import shutil
-    import time
-    import uuid
-
-    from temple_core.training.context import TrainStageContext
-    from temple_core.training.curves import last_stage_of, plot_comparison, plot_run, plot_stage
-    from temple_core.training.data import drop_unreadable
-    from temple_core.store import write_jsonl_atomic
-
-    import os
-
-    log = print if ctx.is_main else (lambda *a, **k: None)
     if single_process_cpu_launch(os.environ):
         log(
             "[train] warning: `accelerate launch --cpu --num_processes N` started one process (accelerate needs "
@@ -291,79 +260,81 @@ def run(ctx, callbacks: list | None = None) -> dict:
             "torchrun --nproc_per_node N -m temple_core run RECIPE, or on a machine without GPUs "
             "accelerate launch --multi_gpu --num_processes N -m temple_core run RECIPE"
         )
-    from temple_core.training.options import _cuda
-
-    if fsdp_without_gpu(os.environ, _cuda()):
+    if fsdp_without_gpu(os.environ, cuda_available()):
         log(
             "[train] warning: the launch asks for FSDP, which needs GPUs here; with none visible the "
             "processes train as plain data parallel over gloo (same results, nothing sharded)"
         )
+
+
+def run(ctx, callbacks: list | None = None) -> dict:
+    """Run ``train.stages`` in order, each a unit of the run's ledger (see the module doc).
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects given to every stage.
+    """
+    from temple_core.training.context import TrainStageContext
+    from temple_core.training.curves import last_stage_of, plot_comparison, plot_run, plot_stage
+    from temple_core.training.data import drop_unreadable
+
+    log = print if ctx.is_main else (lambda *a, **k: None)
+    _launch_warnings(log)
     if not ctx.progress:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars too
     config = ctx.recipe.train
-    train_dir = ctx.stage_dir("train")
-    stage_dirs = [train_dir / stage.dir_name for stage in config.stages]
-    _adopt_finished_stages(ctx, config, train_dir, stage_dirs, log)
-    ctx.barrier()
+    layout, ledger = ctx.layout, ctx.ledger
+    folders = [layout.train_stage(stage.index, stage.name) for stage in config.stages]
+    fingerprints = [stage_fingerprint(ctx.recipe, stage) for stage in config.stages]
 
-    # Which stages are finished: a chain of done markers, each naming the one before it.
-    # Resume after the last finished stage whose merged weights are still on disk (with
-    # keep_merged: false, earlier stages' merged folders are deleted once the next is done).
-    chain: list[dict] = []
-    upstream: str | None = None
-    for stage, out_dir in zip(config.stages, stage_dirs):
-        done = read_json(out_dir / DONE)
-        if done is None or done.get("fingerprint") != _stage_fingerprint(ctx.recipe, stage, upstream):
+    # The finished stages: a chain in the ledger, each one's upstream the stamp of the one
+    # before it. Resume after the last finished stage whose merged weights are still on disk
+    # (with keep_merged: false, earlier stages' merged folders are deleted once the next is done).
+    chain = []
+    upstream = ctx.upstream
+    for stage, folder, fp in zip(config.stages, folders, fingerprints):
+        entry = ledger.finished(unit(stage), fp, upstream, folder.folder)
+        if entry is None:
             break
-        chain.append(done)
-        upstream = done["stamp"]
-    while chain and not (stage_dirs[len(chain) - 1] / "merged").is_dir():
+        chain.append(entry)
+        upstream = entry.stamp
+    while chain and not folders[len(chain) - 1].merged.is_dir():
         chain.pop()
-    results = [{**done.get("summary", {}), "status": "up to date"} for done in chain]
-    for out_dir in stage_dirs[: len(chain)]:
-        log(f"[train] {out_dir.name}: done earlier; nothing to do")
-    start_dir = stage_dirs[len(chain) - 1] / "merged" if chain else None
-    upstream = chain[-1]["stamp"] if chain else None
+    ctx.barrier()  # every process has read the ledger before the main one writes to it
+    results = [{**entry.summary, "status": "up to date"} for entry in chain]
+    for folder in folders[: len(chain)]:
+        log(f"[train] {folder.name}: done earlier; nothing to do")
+    start_dir = folders[len(chain) - 1].merged if chain else None
+    upstream = chain[-1].stamp if chain else ctx.upstream
 
-    for stage, out_dir in list(zip(config.stages, stage_dirs))[len(chain):]:
-        fingerprint = _stage_fingerprint(ctx.recipe, stage, upstream)
-        done = read_json(out_dir / DONE)
-        if ctx.is_main and out_dir.exists():
-            started = read_json(out_dir / STARTED)
-            if done is not None or (started is not None and started.get("fingerprint") != fingerprint):
-                _move_aside(out_dir, log)
-        ctx.barrier()
-        out_dir.mkdir(parents=True, exist_ok=True)
+    for stage, folder, fp in list(zip(config.stages, folders, fingerprints))[len(chain):]:
         if ctx.is_main:
-            write_json(out_dir / STARTED, {"fingerprint": fingerprint, "entry": stage.to_data()})
-
+            ledger.begin(unit(stage), folder.folder, fp, upstream)
+        ctx.barrier()
+        folder.folder.mkdir(parents=True, exist_ok=True)
         kind, items = stage_data(ctx, stage)
         if kind == "pairs":
             items, skipped = drop_unreadable(items, lambda p: [p.video_path], lambda p: p.pair_id, ctx.progress)
         else:
             items, skipped = drop_unreadable(items, lambda s: s["videos"], lambda s: s["id"], ctx.progress)
         if ctx.is_main:
-            write_jsonl_atomic(out_dir / "skipped.jsonl", skipped)
+            write_jsonl_atomic(folder.skipped, skipped)
         if skipped:
-            log(f"[train] {stage.dir_name}: skipped {len(skipped)} sample(s) whose video cannot be read (see skipped.jsonl)")
+            log(f"[train] {folder.name}: skipped {len(skipped)} sample(s) whose video cannot be read (see skipped.jsonl)")
         if not items:
-            from temple_core.errors import TempleError
-
-            raise TempleError(f"train.stages[{stage.index}]: no usable samples ({len(skipped)} skipped: unreadable videos)")
+            raise TempleError(f"{stage.where}: no usable samples ({len(skipped)} skipped: unreadable videos)")
         backend, start = backend_from(config.backend, ctx.plugins, start_dir)
         tctx = TrainStageContext(
             index=stage.index,
             name=stage.dir_name,
             trainer=stage.trainer.name,
-            where=f"train.stages[{stage.index}]",
+            where=stage.where,
             backend=backend,
             start=start,
             kind=kind,
             data=items,
             skipped=skipped,
-            out_dir=out_dir,
+            layout=folder,
             seed=ctx.recipe.seed,
             rank=ctx.rank,
             world_size=ctx.world_size,
@@ -371,47 +342,42 @@ def run(ctx, callbacks: list | None = None) -> dict:
             callbacks=list(callbacks or []),
         )
         trainer = stage.trainer.build(ctx.plugins)
-        log(f"[train] {stage.dir_name}: {stage.trainer.name} on {len(items)} sample(s) from {start}")
+        log(f"[train] {folder.name}: {stage.trainer.name} on {len(items)} sample(s) from {start}")
         began = time.time()
         summary = dict(trainer.train(tctx) or {})
+        seconds = time.time() - began
         summary.update(
             stage=stage.dir_name, trainer=stage.trainer.name, samples=len(items), skipped=len(skipped),
-            processes=ctx.world_size,
-            start=start, merged=str(tctx.merged_dir), seconds=round(time.time() - began, 2),
+            processes=ctx.world_size, start=start, merged=str(folder.merged), seconds=round(seconds, 2),
         )
         del backend, trainer, tctx  # free the model before the next stage loads its own
         ctx.barrier()
-        stamp = uuid.uuid4().hex
         if ctx.is_main:
-            if not (out_dir / "merged").is_dir():
-                from temple_core.errors import TempleError
-
-                raise TempleError(f"trainer {stage.trainer.name!r} wrote no merged model to {out_dir / 'merged'}")
-            plot_stage(out_dir, f"{stage.dir_name} ({stage.trainer.name})")
-            write_json(out_dir / DONE, {"fingerprint": fingerprint, "stamp": stamp, "summary": summary})
+            if not folder.merged.is_dir():
+                raise TempleError(f"trainer {stage.trainer.name!r} wrote no merged model to {folder.merged}")
+            plot_stage(folder.folder, f"{stage.dir_name} ({stage.trainer.name})")
+            ledger.finish(unit(stage), fp, upstream, summary, seconds)
             # The previous stage's merged weights were only needed as this stage's start/reference.
             if not config.keep_merged and start_dir is not None:
                 shutil.rmtree(start_dir, ignore_errors=True)
         ctx.barrier()
         results.append({**summary, "status": "ran"})
-        done = read_json(out_dir / DONE)
-        start_dir, upstream = out_dir / "merged", (done or {}).get("stamp", stamp)
+        entry = ledger.state(unit(stage))
+        start_dir, upstream = folder.merged, entry.stamp
 
     summary = {"stages": results, "final_model": str(start_dir)}
     if ctx.is_main:
-        plot_run(train_dir, stage_dirs)
+        plot_run(layout.train_dir, [f.folder for f in folders])
         if config.compare_with:
-            from pathlib import Path
-
-            other = last_stage_of(Path(config.compare_with).expanduser() / "train")
-            ours = last_stage_of(train_dir)
+            other = last_stage_of(RunLayout(config.compare_with).train_dir)
+            ours = last_stage_of(layout.train_dir)
             if other is None or ours is None:
                 log(f"[train] compare_with: no SFT stage with metrics in {'this run' if ours is None else config.compare_with}; no comparison plot")
             else:
                 out = plot_comparison(
-                    train_dir / "sft_compare.png",
+                    layout.sft_compare,
                     [(f"this run ({ctx.recipe.run_dir})", ours), (f"{config.compare_with}", other)],
                 )
                 summary["comparison"] = str(out)
-        write_json(train_dir / "final.json", summary)
+        write_json_atomic(layout.train_final, summary)
     return summary

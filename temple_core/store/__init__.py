@@ -1,5 +1,34 @@
-"""The run store: durable JSONL manifests sharded by rank (:mod:`.jsonl`)."""
+"""The run store: every path of a run directory (:mod:`.layout`), durable JSONL manifests
+sharded by rank (:mod:`.jsonl`), the ledger of what is done (:mod:`.ledger`) and the lock
+that keeps a second run off a directory in use (:mod:`.lock`)."""
 
-from temple_core.store.jsonl import ShardedJsonl, append_jsonl, iter_jsonl, read_jsonl, write_jsonl_atomic
+from temple_core.store.jsonl import (
+    ShardedJsonl,
+    append_jsonl,
+    iter_jsonl,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from temple_core.store.layout import RunLayout, TrainStageLayout, safe_component
+from temple_core.store.ledger import Entry, Ledger, fingerprint
+from temple_core.store.lock import RunLock, RunLocked
 
-__all__ = ["ShardedJsonl", "append_jsonl", "iter_jsonl", "read_jsonl", "write_jsonl_atomic"]
+__all__ = [
+    "Entry",
+    "Ledger",
+    "RunLayout",
+    "RunLock",
+    "RunLocked",
+    "ShardedJsonl",
+    "TrainStageLayout",
+    "append_jsonl",
+    "fingerprint",
+    "iter_jsonl",
+    "read_json",
+    "read_jsonl",
+    "safe_component",
+    "write_json_atomic",
+    "write_jsonl_atomic",
+]

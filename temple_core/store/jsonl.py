@@ -112,6 +112,12 @@ class ShardedJsonl:
         self.merged_path = self.stage_dir / f"{name}.jsonl"
         _repair(self.shard_path)
 
+    @classmethod
+    def at(cls, manifest: str | Path, key: str, rank: int = 0, world_size: int = 1) -> "ShardedJsonl":
+        """The store whose merged manifest is ``manifest`` (``<stage_dir>/<name>.jsonl``)."""
+        manifest = Path(manifest)
+        return cls(manifest.parent, manifest.stem, key=key, rank=rank, world_size=world_size)
+
     def _sources(self) -> list[Path]:
         shards = sorted(self.stage_dir.glob(f"{self.name}.rank*.jsonl"))
         return [self.merged_path, *shards]
@@ -147,3 +153,23 @@ class ShardedJsonl:
         for shard in self.stage_dir.glob(f"{self.name}.rank*.jsonl"):
             shard.unlink()
         return self.merged_path
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content, or ``None`` when it is missing or cut off by a crash mid-write."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Replace a JSON file all at once (a temporary file, made durable, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, indent=2, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from temple_core.store.layout import TrainStageLayout
+
 
 @attrs.define(kw_only=True)
 class TrainStageContext:
@@ -31,7 +33,8 @@ class TrainStageContext:
     data: list
     #: Samples left out before training (unreadable video): ``{"id", "reason"}`` each.
     skipped: list[dict[str, Any]] = attrs.Factory(list)
-    out_dir: Path
+    #: The stage's folder and the paths inside it (``train/<k>-<name>/``).
+    layout: TrainStageLayout
     seed: int = 0
     rank: int = 0
     world_size: int = 1
@@ -44,20 +47,24 @@ class TrainStageContext:
         return self.rank == 0
 
     @property
+    def out_dir(self) -> Path:
+        return self.layout.folder
+
+    @property
     def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
+        return self.layout.checkpoints
 
     @property
     def merged_dir(self) -> Path:
-        return self.out_dir / "merged"
+        return self.layout.merged
 
     @property
     def adapter_dir(self) -> Path:
-        return self.out_dir / "adapter"
+        return self.layout.adapter
 
     @property
     def metrics_path(self) -> Path:
-        return self.out_dir / "metrics.jsonl"
+        return self.layout.metrics
 
     def last_checkpoint(self) -> str | None:
         """The newest *complete* ``checkpoint-<step>`` folder of an interrupted earlier attempt.

@@ -40,10 +40,6 @@ class DataError(TempleError):
     """A training data file that cannot be used; the message names the file and line."""
 
 
-def run_pairs_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "generate" / "pairs.jsonl"
-
-
 def load_pairs(
     path: Path, difficulty: int | None = None, perturbations: list[str] | None = None
 ) -> list[Pair]:

@@ -121,7 +121,7 @@ def accumulation_steps(batch_size: int, per_device: int, world_size: int, where:
     return batch_size // per_step
 
 
-def _cuda() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
@@ -169,11 +169,11 @@ def build_config(config_class: str, options, tctx, **specific: Any):
         activation_checkpointing=options.gradient_checkpointing,
         max_length=options.max_length,
         dataloader_num_workers=options.num_workers,
-        dataloader_pin_memory=_cuda(),
+        dataloader_pin_memory=cuda_available(),
         # Without a GPU, say so: transformers then sets up gloo DDP for a multi-process launch
         # (torchrun, accelerate launch --multi_gpu) instead of silently training each process
         # alone.
-        use_cpu=not _cuda(),
+        use_cpu=not cuda_available(),
         **precision_flags(options.precision),
     )
     kwargs.update(specific)

@@ -67,7 +67,7 @@ def fill_placeholders(text: str, tmp_path: Path, checkpoints: dict) -> str:
     text = re.sub(r"/path/to/videos/?", str(videos), text)
     text = re.sub(r"/path/to/[^\s,\]}]*sft[^\s,\]}]*\.jsonl", str(ROOT / "examples" / "sft" / "sample.jsonl"), text)
     text = re.sub(r"/path/to/[^\s,\]}]*\.jsonl", str(ROOT / "examples" / "pairs" / "sample.jsonl"), text)
-    text = re.sub(r"runs/[^\s,\]}]*/generate/pairs\.jsonl", str(ROOT / "examples" / "pairs" / "sample.jsonl"), text)
+    text = re.sub(r"(?:\.\./)*runs/[^\s,\]}]*/generate/pairs\.jsonl", str(ROOT / "examples" / "pairs" / "sample.jsonl"), text)
     text = re.sub(r"/path/to/([^\s,\]}]*)", checkpoint, text)
     assert "/path/to/" not in text
     return text
@@ -75,7 +75,12 @@ def fill_placeholders(text: str, tmp_path: Path, checkpoints: dict) -> str:
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_validates_with_real_files(recipe, tmp_path, tiny_checkpoints):
-    filled = tmp_path / recipe.name
+    # The filled copy sits where the original does relative to the shipped example data
+    # (examples/recipes/ next to examples/sft/): its relative paths mean the same files.
+    filled = tmp_path / "examples" / "recipes" / recipe.name
+    filled.parent.mkdir(parents=True)
+    for shipped in ("sft", "pairs"):
+        (tmp_path / "examples" / shipped).symlink_to(ROOT / "examples" / shipped)
     filled.write_text(fill_placeholders(recipe.read_text(), tmp_path, tiny_checkpoints))
     result = subprocess.run(
         [sys.executable, "-m", "temple_core", "validate", str(filled), "--run-dir", str(tmp_path / "run")],

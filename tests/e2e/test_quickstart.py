@@ -7,7 +7,6 @@ contract, that a second run does nothing, and that deleting a stage's output re-
 stage and what follows it only.
 """
 
-import json
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from temple_core.store import read_jsonl
+from temple_core.store import Ledger, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "examples" / "recipes" / "quickstart.yaml"
@@ -84,13 +83,14 @@ def test_second_run_does_no_work(quickstart):
 
 def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):
     run_dir, _ = quickstart
-    select_marker = json.loads((run_dir / "select" / "_stage.json").read_text())
+    select_record = Ledger(run_dir).state("select")
     old_pairs = read_jsonl(run_dir / "generate" / "pairs.jsonl")
     shutil.rmtree(run_dir / "generate")
     out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
     assert "[select] up to date" in out
     assert "  generate (" in out and "  generate (up to date)" not in out
     assert "  train (" in out and "  train (up to date)" not in out
-    assert json.loads((run_dir / "select" / "_stage.json").read_text()) == select_marker
+    assert Ledger(run_dir).state("select") == select_record, "select was not run again"
     assert read_jsonl(run_dir / "generate" / "pairs.jsonl") == old_pairs, "same seed, same pairs"
-    assert list(run_dir.glob("train.stale-*")), "the outdated training outputs are moved aside, not deleted"
+    stale = sorted(p.name.split(".stale-")[0] for p in run_dir.glob("train/*.stale-*"))
+    assert stale == ["0-dpo", "1-dpo", "2-dpo", "3-dpo", "4-sft"], "the outdated training outputs are moved aside, not deleted"

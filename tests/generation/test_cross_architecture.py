@@ -8,7 +8,8 @@ from testkit.generation import selected_run
 from temple_core.plugins import PluginManager
 from temple_core.recipe import recipe_from_data
 from temple_core.stages.runner import run_stages
-from temple_core.training.data import load_pairs, run_pairs_path
+from temple_core.store import RunLayout
+from temple_core.training.data import load_pairs
 
 qwen_vl = pytest.importorskip("temple_plugins.backends.qwen_vl")
 
@@ -42,7 +43,7 @@ def test_qwen2_vl_pairs_feed_a_qwen2_5_vl_recipe(tmp_path):
     )
     assert recipe.generate.backend.name != recipe.train.backend.name
     run_stages(recipe, plugins, stages=["generate"], progress=False, log=lambda *_: None)
-    pairs = load_pairs(run_pairs_path(run_dir), difficulty=2)
+    pairs = load_pairs(RunLayout(run_dir).pairs, difficulty=2)
     assert len(pairs) == 3 and {p.generator for p in pairs} == {"qwen2_vl:tiny-random"}
     # The other architecture encodes a pair straight from the file: the whole video, the prompt, both texts.
     trainer_backend = recipe.train.backend.build(plugins)

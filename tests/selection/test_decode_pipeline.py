@@ -20,6 +20,7 @@ from temple_core.video import worker as decode_worker
 from temple_core.config import structure
 from temple_core.errors import VideoError
 from temple_core.stages.select import Config, select_videos
+from temple_core.store import RunLayout
 from temple_core.video.source import VideoSource
 
 pytestmark = pytest.mark.skipif(not decode_worker.usable(), reason="the decode worker needs POSIX and 2+ CPUs")
@@ -246,7 +247,7 @@ def test_the_stage_gives_the_same_records_either_way_and_stops_its_worker(videos
         config = structure(
             Config, {"shot_detector": {"name": "pyscenedetect"}, "decode_worker": worker}, "select", plugins=plugins
         )
-        store = select_videos(config, plugins, videos, ids, tmp_path / str(worker))
+        store = select_videos(config, plugins, videos, ids, RunLayout(tmp_path / str(worker)))
         records.append(sorted(store.records(), key=lambda r: r["video_id"]))
         assert decode_worker.get_worker().pid is None  # stopped when the stage is done
     assert [r["status"] for r in records[0]] == ["error", "kept", "kept"]

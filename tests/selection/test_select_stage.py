@@ -1,7 +1,6 @@
 """The select stage end to end on synthetic videos and bad files: decisions, errors,
 resumption after a kill, and splitting across processes."""
 
-import json
 import os
 import shutil
 import signal
@@ -18,7 +17,7 @@ from testkit.selection import selection_plugins
 from temple_core.recipe import recipe_from_data
 from temple_core.stages.runner import StageContext
 from temple_core.stages import select as select_stage
-from temple_core.store import read_jsonl
+from temple_core.store import Ledger, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["cuts", "fade", "flash", "long", "interview", "three"]
@@ -203,7 +202,7 @@ def test_accelerate_launch_two_processes(tmp_path, videos_dir, bad_files, plugin
     assert sorted(recipe_path.with_suffix(".ranks").read_text().split()) == ["0/2", "1/2"], "two processes ran"
     merged = read_jsonl(tmp_path / "two" / "select" / "videos.jsonl")
     assert merged == single
-    assert json.loads((tmp_path / "two" / "select" / "_stage.json").read_text())["summary"]["videos"] == len(paths)
+    assert Ledger(tmp_path / "two").state("select").summary["videos"] == len(paths)
 
 
 def test_bad_encoder_checkpoint_stops_before_any_video(tmp_path, videos_dir, plugins):

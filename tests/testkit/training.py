@@ -76,6 +76,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 def stage_context(backend, pairs_or_samples, out_dir: Path, kind: str = "pairs", seed: int = 0, callbacks=(), name="0-dpo"):
     """A :class:`TrainStageContext` for one stage, as the train stage builds it."""
+    from temple_core.store import TrainStageLayout
     from temple_core.training.context import TrainStageContext
 
     return TrainStageContext(
@@ -87,7 +88,7 @@ def stage_context(backend, pairs_or_samples, out_dir: Path, kind: str = "pairs",
         start="test",
         kind=kind,
         data=list(pairs_or_samples),
-        out_dir=out_dir,
+        layout=TrainStageLayout(out_dir),
         seed=seed,
         progress=False,
         callbacks=list(callbacks),

@@ -13,7 +13,7 @@ from temple_core.plugins import get_plugin_manager
 from temple_core.recipe import recipe_from_data
 from temple_core.stages.runner import StageContext
 from temple_core.stages import train as train_stage
-from temple_core.store import read_jsonl
+from temple_core.store import Ledger, read_jsonl
 from testkit.training import build_backend, easy_pairs, state_dict_of, write_jsonl, write_videos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def test_outputs_curves_and_final_model(curriculum):
     for stage in summary["stages"]:
         folder = train_dir / stage["stage"]
         assert (folder / "metrics.jsonl").is_file() and (folder / "curves.png").stat().st_size > 1000
-        assert (folder / "_done.json").is_file() and (folder / "adapter").is_dir()
+        assert Ledger(ctx.run_dir).state(f"train/{stage['stage']}").event == "finished" and (folder / "adapter").is_dir()
         assert not (folder / "checkpoints").exists()
     assert (train_dir / "curves.png").stat().st_size > 1000
     assert summary["final_model"] == str(train_dir / "4-sft" / "merged")

@@ -1,0 +1,221 @@
+"""Every path of a run directory, spelled once.
+
+Stages, the ledger, the lock, the report and the summary ask :class:`RunLayout` where
+things are instead of joining names themselves, so the run directory's contract
+(ARCHITECTURE.md, docs/run-directory.md) lives in one place. :data:`ENTRIES` is that
+contract as a table; docs/run-directory.md shows it and a test checks that the two agree.
+
+Names that become paths (a training stage's name, a video id) are single path components,
+checked by :func:`safe_component`, so nothing a recipe says can point outside the run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import attrs
+
+#: ``(path under the run directory, what it holds)``, in the order a run writes them.
+ENTRIES: tuple[tuple[str, str], ...] = (
+    ("recipe.yaml", "the resolved recipe, as run (defaults filled in, paths absolute)"),
+    ("ledger.jsonl", "the run's ledger: when each stage and sub-stage started and finished, with its fingerprint"),
+    (".lock", "held by the `temple run` using the directory (host, pid, start time)"),
+    ("videos/", "built-in sample videos, when the recipe asks for them"),
+    ("select/videos.jsonl", "one line per input video"),
+    ("select/thumbs/<video>/", "keyframe thumbnails (select.thumbnails: true)"),
+    ("generate/captions.jsonl", "one line per selected video: clip captions, chosen, rejected responses"),
+    ("generate/pairs.jsonl", "one line per kept preference pair"),
+    ("generate/export/", "the pairs in other tools' formats (generate.exporters)"),
+    ("train/<k>-<name>/", "one training stage: adapter, merged weights, metrics.jsonl, curves.png"),
+    ("train/curves.png", "all training stages on one time axis"),
+    ("train/final.json", "the stages' summaries and the final model's folder"),
+    ("report.html", "what a person looks at (temple report RUN_DIR)"),
+    ("<folder>.stale-<time>/", "outputs made outdated by a change to the recipe, moved aside, never deleted"),
+)
+
+STALE = ".stale-"
+_UNSAFE = re.compile(r"[/\\\x00]")
+
+
+def safe_component(name: str, what: str = "name") -> str:
+    """``name`` if it is one usable path component; ``ValueError`` saying why otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} must be a non-empty string")
+    if name in (".", "..") or _UNSAFE.search(name) or name != name.strip():
+        raise ValueError(f"{what} {name!r} must be a single file name (no '/', '\\', '..' or surrounding spaces)")
+    if STALE in name:
+        raise ValueError(f"{what} {name!r} must not contain {STALE!r} (temple's name for outdated outputs)")
+    if len(name.encode()) > 200:
+        raise ValueError(f"{what} is longer than 200 bytes")
+    return name
+
+
+@attrs.frozen
+class RunLayout:
+    """The paths of one run directory (``root``)."""
+
+    root: Path = attrs.field(converter=Path)
+
+    # -- the run -----------------------------------------------------------------------
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / "videos"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / safe_component(stage, "stage")
+
+    # -- select --------------------------------------------------------------------------
+    @property
+    def select_dir(self) -> Path:
+        return self.stage_dir("select")
+
+    @property
+    def videos(self) -> Path:
+        return self.select_dir / "videos.jsonl"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.select_dir / "thumbs"
+
+    def thumbnail(self, video_id: str, frame: int) -> Path:
+        """A keyframe's JPEG thumbnail (``select.thumbnails: true``)."""
+        return self.thumbs_dir / safe_component(video_id, "video id") / f"{int(frame)}.jpg"
+
+    # -- generate ------------------------------------------------------------------------
+    @property
+    def generate_dir(self) -> Path:
+        return self.stage_dir("generate")
+
+    @property
+    def captions(self) -> Path:
+        return self.generate_dir / "captions.jsonl"
+
+    @property
+    def pairs(self) -> Path:
+        return self.generate_dir / "pairs.jsonl"
+
+    def export(self, exporter: str, suffix: str = "jsonl") -> Path:
+        return self.generate_dir / "export" / f"{safe_component(exporter, 'exporter')}.{suffix}"
+
+    # -- train ---------------------------------------------------------------------------
+    @property
+    def train_dir(self) -> Path:
+        return self.stage_dir("train")
+
+    def train_stage(self, index: int, name: str) -> "TrainStageLayout":
+        return TrainStageLayout(self.train_dir / f"{int(index)}-{safe_component(name, 'train stage name')}")
+
+    def train_stages(self) -> list[Path]:
+        """The current (not moved-aside) ``<k>-<name>`` folders of ``train/``, in stage order."""
+        found = []
+        if self.train_dir.is_dir():
+            for folder in self.train_dir.iterdir():
+                head, _, rest = folder.name.partition("-")
+                if folder.is_dir() and head.isdigit() and rest and STALE not in folder.name:
+                    found.append((int(head), folder.name, folder))
+        return [folder for _, _, folder in sorted(found)]
+
+    @property
+    def train_curves(self) -> Path:
+        return self.train_dir / "curves.png"
+
+    @property
+    def train_final(self) -> Path:
+        return self.train_dir / "final.json"
+
+    @property
+    def sft_compare(self) -> Path:
+        return self.train_dir / "sft_compare.png"
+
+    # -- moving outdated outputs aside ---------------------------------------------------
+    def inside(self, path: Path) -> bool:
+        """Whether ``path`` lies inside the run directory (after resolving ``..`` and links)."""
+        root = self.root.resolve()
+        try:
+            Path(path).resolve().relative_to(root)
+        except ValueError:
+            return False
+        return True
+
+    def move_aside(self, folder: Path) -> Path:
+        """Rename an outdated ``folder`` to ``<name>.stale-<time>`` beside it (kept, never deleted)."""
+        if not self.inside(folder) or Path(folder).resolve() == self.root.resolve():
+            raise ValueError(f"refusing to move {folder}: not inside the run directory {self.root}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = folder.with_name(f"{folder.name}{STALE}{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = folder.with_name(f"{folder.name}{STALE}{stamp}-{n}")
+        folder.rename(aside)
+        return aside
+
+
+@attrs.frozen
+class TrainStageLayout:
+    """The paths inside one training stage's folder (``train/<k>-<name>/``)."""
+
+    folder: Path = attrs.field(converter=Path)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def merged(self) -> Path:
+        return self.folder / "merged"
+
+    @property
+    def adapter(self) -> Path:
+        return self.folder / "adapter"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / "checkpoints"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.jsonl"
+
+    @property
+    def curves(self) -> Path:
+        return self.folder / "curves.png"
+
+    @property
+    def skipped(self) -> Path:
+        return self.folder / "skipped.jsonl"
+
+
+#: What a training stage's folder holds (docs/training.md shows it).
+TRAIN_STAGE_ENTRIES: tuple[tuple[str, str], ...] = (
+    ("checkpoints/", "the Trainer's checkpoints while it runs (deleted once merged/ is complete)"),
+    ("adapter/", "the LoRA adapter"),
+    ("merged/", "the adapter merged into the weights: the next stage's start and DPO reference"),
+    ("metrics.jsonl", "one line per logged step (loss, rewards, grad norm, lr, ...)"),
+    ("curves.png", "the stage's training curves"),
+    ("skipped.jsonl", "samples left out because their video cannot be read"),
+)
+
+
+def doc_tree() -> str:
+    """The run directory's contract as the fenced block of docs/run-directory.md shows it."""
+    width = max(len(path) for path, _ in ENTRIES) + len("<run_dir>/") + 2
+    return "\n".join(f"{'<run_dir>/' + path:<{width}}{meaning}" for path, meaning in ENTRIES)

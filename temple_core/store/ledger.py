@@ -1,0 +1,138 @@
+"""The run's ledger: one record of every stage and sub-stage, one way to tell what is done.
+
+Every unit of work that can be finished, outdated or interrupted -- a stage (``select``,
+``generate``, ``train``) or a sub-stage (``train/0-dpo``) -- is recorded the same way in
+``<run_dir>/ledger.jsonl`` (durable appends, see :mod:`temple_core.store.jsonl`):
+
+* ``started``: the unit's *fingerprint* (a hash of what it was asked to do) and its
+  *upstream* (the stamp of the unit whose outputs it reads);
+* ``finished``: the same, plus a fresh *stamp* and the unit's summary;
+* ``moved_aside``: its folder was outdated and renamed to ``<folder>.stale-<time>``.
+
+The last record of a unit is its state. :meth:`Ledger.finished` is the one up-to-date
+check (finished, same fingerprint, same upstream, folder present); :meth:`Ledger.begin` is
+the one way to start or resume work (an interrupted unit with the same fingerprint and
+upstream resumes in place; anything else in its folder is moved aside first, never
+deleted); :meth:`Ledger.finish` records completion. Only the main process of a launch
+writes the ledger; the others wait at the stage's barriers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from temple_core.store.jsonl import append_jsonl, iter_jsonl
+from temple_core.store.layout import RunLayout
+
+STARTED, FINISHED, MOVED = "started", "finished", "moved_aside"
+
+
+def fingerprint(payload: Any) -> str:
+    """A short hash of plain data (sorted keys), to tell whether a unit's work is stale."""
+    text = yaml.safe_dump(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@attrs.frozen
+class Entry:
+    """One record of the ledger."""
+
+    unit: str
+    event: str
+    fingerprint: str | None = None
+    upstream: str | None = None
+    stamp: str | None = None
+    time: str = ""
+    seconds: float | None = None
+    summary: dict[str, Any] = attrs.Factory(dict)
+    moved_to: str | None = None
+    pid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None and v != {}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Entry":
+        names = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class Ledger:
+    """The ledger of one run directory."""
+
+    def __init__(self, layout: RunLayout | str | Path, log=print):
+        self.layout = layout if isinstance(layout, RunLayout) else RunLayout(layout)
+        self.path = self.layout.ledger
+        self.log = log
+
+    # -- reading -------------------------------------------------------------------------
+    def states(self) -> dict[str, Entry]:
+        """The last record of every unit."""
+        last: dict[str, Entry] = {}
+        for record in iter_jsonl(self.path):
+            entry = Entry.from_dict(record)
+            last[entry.unit] = entry
+        return last
+
+    def state(self, unit: str) -> Entry | None:
+        return self.states().get(unit)
+
+    def finished(self, unit: str, fingerprint: str, upstream: str | None, folder: Path) -> Entry | None:
+        """The unit's ``finished`` record when it is up to date: same fingerprint, same
+        upstream stamp, and its folder still there. ``None`` means it has work to do."""
+        entry = self.state(unit)
+        if (
+            entry is not None
+            and entry.event == FINISHED
+            and entry.fingerprint == fingerprint
+            and entry.upstream == upstream
+            and Path(folder).is_dir()
+        ):
+            return entry
+        return None
+
+    # -- writing (main process only) -----------------------------------------------------
+    def begin(self, unit: str, folder: Path, fingerprint: str, upstream: str | None, *, keep_folder: bool = False) -> str:
+        """Start or resume ``unit``; returns ``"resumed"`` or ``"started"``.
+
+        It resumes when its last record is ``started`` with this fingerprint and upstream
+        and its folder exists (an interrupted run: the unit skips the items it finished).
+        Otherwise an existing folder holds outdated (or unknown) outputs and is moved aside,
+        unless ``keep_folder`` (a stage whose sub-stages keep their own records)."""
+        folder = Path(folder)
+        entry = self.state(unit)
+        resumable = (
+            entry is not None
+            and entry.event == STARTED
+            and entry.fingerprint == fingerprint
+            and entry.upstream == upstream
+        )
+        if folder.exists() and not resumable and not keep_folder:
+            aside = self.layout.move_aside(folder)
+            self._append(Entry(unit, MOVED, fingerprint=entry.fingerprint if entry else None, moved_to=str(aside)))
+            self.log(f"[{unit}] outdated by a change to the recipe or an earlier stage: old outputs moved to {aside}")
+        outcome = "resumed" if resumable and folder.exists() else "started"
+        self._append(Entry(unit, STARTED, fingerprint=fingerprint, upstream=upstream))
+        return outcome
+
+    def finish(self, unit: str, fingerprint: str, upstream: str | None, summary: dict[str, Any], seconds: float) -> Entry:
+        """Record ``unit`` as finished; its new stamp is the upstream of what reads it."""
+        entry = Entry(
+            unit, FINISHED, fingerprint=fingerprint, upstream=upstream, stamp=uuid.uuid4().hex,
+            seconds=round(float(seconds), 2), summary=json.loads(json.dumps(summary, default=str)),
+        )
+        self._append(entry)
+        return entry
+
+    def _append(self, entry: Entry) -> None:
+        entry = attrs.evolve(entry, time=time.strftime("%Y-%m-%d %H:%M:%S"), pid=os.getpid())
+        append_jsonl(self.path, entry.to_dict())
