@@ -18,6 +18,7 @@ absolute paths when the recipe is read.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from pathlib import Path
@@ -127,7 +128,7 @@ class Structurer:
         path = Path(value).expanduser()
         if not path.is_absolute() and self.base_dir is not None:
             path = self.base_dir / path
-        return str(path) if (path.is_absolute() or self.base_dir is not None) else value
+        return os.path.normpath(path) if (path.is_absolute() or self.base_dir is not None) else value
 
     # -- classes -------------------------------------------------------------------------
     def structure(self, cls, data, path: str = ""):

@@ -217,3 +217,31 @@ def check_built(kind: str, name: str, component) -> None:
     ]
     if missing:
         raise TypeError(f"{kind} '{name}' built a {type(component).__name__} without {', '.join(missing)} of {contract.__qualname__}")
+
+
+def render_markdown() -> str:
+    """The contracts as docs/plugins.md shows them (a test checks that the page is current):
+    per kind, the contract class, its capabilities with their defaults, and its methods."""
+    import inspect
+
+    out = []
+    for kind, contract in CONTRACTS.items():
+        out.append(f"### `register_{kind}`: `{contract.__module__}.{contract.__qualname__}`")
+        out.append("")
+        doc = (inspect.getdoc(contract) or "").split("\n\n")[0].replace("\n", " ")
+        out.append(doc)
+        out.append("")
+        for key, default in getattr(contract, "capabilities", {}).items():
+            out.append(f"- capability `{key}` (default `{default!r}`)")
+        for method in getattr(contract, "required", ()):
+            function = getattr(contract, method)
+            signature = str(inspect.signature(function)).replace('"', "")
+            out.append(f"- `{method}{signature}`")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # python -m temple_core.contracts: the section of docs/plugins.md
+    from temple_core import contracts
+
+    print(contracts.render_markdown(), end="")

@@ -16,6 +16,7 @@ from typing import Literal
 import attrs
 import numpy as np
 
+from temple_core.config import path_field
 from temple_core.contracts import SimilarityEncoder
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
@@ -29,7 +30,7 @@ class SiglipEncoder(SimilarityEncoder):
     @attrs.define(kw_only=True)
     class Options:
         #: A local SigLIP checkpoint directory (e.g. siglip-so400m-patch14-384).
-        path: str | None = None
+        path: str | None = path_field(None, kind=None)
         #: ``tiny-random``: a small random-weight SigLIP, for tests.
         preset: Literal["tiny-random"] | None = attrs.field(
             default=None, validator=attrs.validators.optional(attrs.validators.in_(["tiny-random"]))

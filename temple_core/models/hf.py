@@ -17,16 +17,18 @@ from typing import Any
 import attrs
 import torch
 
-from temple_core.models.backend import Backend, linear_module_names
+from temple_core.config import path_field
 from temple_core.errors import ModelError, SkipSample
+from temple_core.models.backend import Backend, linear_module_names
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 
 
 def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136):
     @attrs.define(kw_only=True)
     class Options:
-        #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/.
-        path: str | None = None
+        #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/
+        #: (relative to the recipe file; checked when the model loads).
+        path: str | None = path_field(None, kind=None)
         #: A built-in test model instead of ``path``: ``tiny-random`` (random weights, built once, cached).
         preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(["tiny-random"])))
         #: torch dtype name (auto, float32, bfloat16, float16).

@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from temple_core.errors import VideoError
+from temple_core.video import worker as decode_worker
 from temple_core.video.decoding import Converter, decode_frames, gray_range_of, open_video
 
 # Decoding forward is cheaper than a seek (which restarts at a keyframe) for short gaps.
@@ -139,8 +140,6 @@ class VideoSource:
     def _worker_pass(self, width: int | None, height: int | None, format: str, gray: bool):
         """The pass's ``(frames, gray ranges)`` chunks from the decode worker, or ``None`` to
         decode in-process (worker off or busy, one CPU, a format the ring does not carry)."""
-        from temple_core.video import worker as decode_worker
-
         if not self.decode_worker or format not in decode_worker.PIPE_FORMATS or not decode_worker.usable():
             return None
         shape = (height or self.height, width or self.width, decode_worker.PIPE_FORMATS[format])

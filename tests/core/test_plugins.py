@@ -134,3 +134,66 @@ def test_load_limit_environment_variable():
     assert {r["name"] for r in only_two} == {"drop", "swap-halves"}
     nothing = temple("plugins", "list", env={"TEMPLE_LOAD_PLUGINS": ""})
     assert nothing.stdout.strip() == "no plugins loaded"
+
+
+def _registering(kind, name, factory):
+    module = types.ModuleType(f"plugin_{name}")
+
+    def register(register):
+        register(name, factory)
+
+    register.__name__ = f"register_{kind}"
+    setattr(module, f"register_{kind}", hookimpl(register))
+    return module
+
+
+def test_a_factory_is_checked_against_its_kinds_contract():
+    from temple_core.contracts import CaptionGenerator
+
+    class NoGenerate(CaptionGenerator):
+        """Inherits only the contract's abstract generate."""
+
+    class WrongCapability:
+        needs_backend = "yes"
+
+        def generate(self, *args, **kwargs):
+            return []
+
+    pm = PluginManager(load=False)
+    with pytest.raises(PluginError, match="plugin_broken: .*lacks generate of CaptionGenerator"):
+        pm.add_module(_registering("caption_generators", "broken", NoGenerate), "x 1.0")
+    with pytest.raises(PluginError, match="capability needs_backend = 'yes' has the wrong type"):
+        pm.add_module(_registering("caption_generators", "wrong", WrongCapability), "x 1.0")
+
+
+def test_capabilities_are_declared_or_take_the_contracts_default():
+    class DuckTyped:  # not a subclass: declares nothing, gets CaptionGenerator's default
+        def generate(self, *args, **kwargs):
+            return []
+
+    class NoModel:
+        needs_backend = False
+
+        def generate(self, *args, **kwargs):
+            return []
+
+    pm = PluginManager(load=False)
+    pm.add_module(_registering("caption_generators", "duck", DuckTyped), "x 1.0")
+    pm.add_module(_registering("caption_generators", "nomodel", NoModel), "x 1.0")
+    assert pm.get("caption_generators", "duck").capability("needs_backend") is True
+    assert pm.get("caption_generators", "nomodel").capability("needs_backend") is False
+    builtins = PluginManager()
+    assert builtins.get("trainers", "dpo").capability("data_kind") == "pairs"
+    assert builtins.get("trainers", "sft").capability("data_kind") == "sft"
+    assert builtins.get("caption_generators", "heuristic").capability("needs_backend") is False
+    assert builtins.get("perturbations", "swap-halves").capabilities == {}, "a duck-typed third-party plugin loads"
+
+
+def test_a_function_factory_is_checked_when_it_builds():
+    def make():
+        return object()  # not a perturbation: nothing to call
+
+    pm = PluginManager(load=False)
+    pm.add_module(_registering("perturbations", "nothing", make), "x 1.0")
+    with pytest.raises(PluginError, match="built a object without __call__"):
+        pm.build("perturbations", "nothing")

@@ -157,3 +157,41 @@ def test_mutated_recipes_only_ever_raise_recipe_errors(data):
         recipe_from_data(data, plugins=get_plugin_manager())
     except RecipeError as exc:
         assert str(exc)
+
+
+def test_paths_are_relative_to_the_recipe_file_whatever_the_working_directory(tmp_path, monkeypatch):
+    """videos, data files, checkpoints and run_dir are resolved against the recipe's folder;
+    --run-dir against the working directory (it is a command-line path)."""
+    import json as _json
+
+    from temple_core.recipe import load_recipe
+
+    project = tmp_path / "project"
+    (project / "recipes").mkdir(parents=True)
+    (project / "clips").mkdir()
+    (project / "clips" / "a.mp4").write_bytes(b"")
+    (project / "data").mkdir()
+    (project / "data" / "sft.jsonl").write_text(_json.dumps({"messages": [], "videos": []}) + "\n")
+    (project / "ckpt").mkdir()
+    recipe_path = project / "recipes" / "r.yaml"
+    recipe_path.write_text(yaml.safe_dump({
+        "run_dir": "../runs/r",
+        "videos": {"paths": ["../clips/*.mp4"]},
+        "train": {
+            "backend": {"name": "qwen2_vl", "path": "../ckpt"},
+            "stages": [{"trainer": "sft", "data": "../data/sft.jsonl"}],
+        },
+    }))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    recipe = load_recipe(recipe_path)
+    assert recipe.run_dir == str(project / "runs" / "r")
+    assert recipe.videos.paths == [str(project / "clips" / "*.mp4")]
+    assert recipe.train.backend.options.path == str(project / "ckpt")
+    assert recipe.train.stages[0].data == str(project / "data" / "sft.jsonl")
+    assert load_recipe(recipe_path, run_dir="out").run_dir == str(elsewhere / "out")
+    # A path that does not exist is named as the user wrote it, with what it resolved to.
+    (project / "data" / "sft.jsonl").unlink()
+    with pytest.raises(RecipeError, match=r"train.stages\[0\].data: no such file: ../data/sft.jsonl \(.*project/data/sft.jsonl\)"):
+        load_recipe(recipe_path)

@@ -2,9 +2,10 @@
 
 Runs the real examples/recipes/quickstart.yaml (real footage and synthetic videos, shot
 detection, grouping, heuristic captions, perturbations, pairs, four DPO stages and SFT on a
-tiny random-weight Qwen2-VL), then checks the run directory against ARCHITECTURE.md's
-contract, that a second run does nothing, and that deleting a stage's output re-runs that
-stage and what follows it only.
+tiny random-weight Qwen2-VL) from a working directory outside the checkout (the recipe's
+paths are relative to the recipe file), then checks the run directory against
+ARCHITECTURE.md's contract, that a second run does nothing, and that deleting a stage's
+output re-runs that stage and what follows it only.
 """
 
 import shutil
@@ -23,7 +24,8 @@ VIDEO_FIELDS = {"video_id", "path", "status", "reason", "fps", "num_frames", "sh
 PAIR_FIELDS = {"pair_id", "video_id", "video_path", "prompt", "chosen", "rejected", "perturbation", "difficulty", "kept_indices", "generator"}
 
 
-def temple(*args, cwd=ROOT):
+def temple(*args, cwd):
+    assert ROOT not in Path(cwd).resolve().parents and Path(cwd).resolve() != ROOT
     result = subprocess.run(
         [sys.executable, "-m", "temple_core", *args], capture_output=True, text=True, cwd=cwd, timeout=900
     )
@@ -34,8 +36,13 @@ def temple(*args, cwd=ROOT):
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"
-    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
     return run_dir, out
+
+
+def test_validate_from_elsewhere_resolves_paths_against_the_recipe(tmp_path):
+    out = temple("validate", str(RECIPE), cwd=tmp_path)
+    assert f"run_dir: {ROOT / 'runs' / 'quickstart'}" in out
 
 
 def test_run_directory_contract(quickstart):
@@ -68,7 +75,7 @@ def test_run_directory_contract(quickstart):
         assert metrics and all("loss" in m for m in metrics if "loss" in m)
     assert (run_dir / "train" / "curves.png").is_file()
     assert "final model:" in out and "4-sft/merged" in out
-    temple("report", str(run_dir))
+    temple("report", str(run_dir), cwd=run_dir.parent)
     page = (run_dir / "report.html").read_text()
     assert "Training" in page and "Preference pairs" in page and "Selection" in page
 
@@ -76,7 +83,7 @@ def test_run_directory_contract(quickstart):
 def test_second_run_does_no_work(quickstart):
     run_dir, _ = quickstart
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.jsonl")}
-    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
     assert "up to date: no work was done" in out
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.jsonl")} == before
 
@@ -86,7 +93,7 @@ def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):
     select_record = Ledger(run_dir).state("select")
     old_pairs = read_jsonl(run_dir / "generate" / "pairs.jsonl")
     shutil.rmtree(run_dir / "generate")
-    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress")
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
     assert "[select] up to date" in out
     assert "  generate (" in out and "  generate (up to date)" not in out
     assert "  train (" in out and "  train (up to date)" not in out
