@@ -159,6 +159,6 @@ def _export(ctx, config, pairs: list[dict[str, Any]]) -> None:
     records = [Pair.from_dict(p) for p in pairs]
     for spec in config.exporters:
         exporter = spec.build(ctx.plugins)
-        out = ctx.layout.export(spec.name, exporter.suffix)
+        out = ctx.layout.export(spec.name, ctx.plugins.get("exporters", spec.name).capability("suffix"))
         count = exporter.export(records, out)
         log.info("exported %d pairs to %s", count, out)
