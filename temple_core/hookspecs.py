@@ -38,6 +38,7 @@ KINDS = (
     "backends",
     "trainers",
     "exporters",
+    "evaluators",
 )
 
 
@@ -165,4 +166,40 @@ def register_exporters(register):
 
     Writes the file at ``out_path`` (parents created) and returns the number of records
     written. Zero pairs writes an empty file and warns; it is not an error.
+    """
+
+
+@hookspec
+def register_evaluators(register):
+    """Register evaluators: a checkpoint (+ a backend) and held-out data -> scores with intervals.
+
+    Component contract (the ``eval`` stage calls both, once per checkpoint)::
+
+        evaluator.score(request: temple_core.evaluation.EvalRequest) -> None
+        evaluator.result(request, records: list[dict]) -> temple_core.evaluation.EvalResult
+
+    ``score`` writes one record per item with ``request.items.add(record)`` (each record
+    carries its ``item_id``; ``request.items.done_keys()`` are the items finished before an
+    interruption: skip them, so a killed run never scores an item twice). It scores only this
+    process's share, ``request.share(items)``. ``result`` turns every record (all processes,
+    merged) into an ``EvalResult``: the headline ``score`` with its 95% ``interval``, what the
+    score is (``metric``), the item count and every other number in ``metrics``. The stage
+    writes ``eval/<checkpoint>/<evaluator>.json`` from it, with the frame settings, the model
+    and the times.
+
+    The request gives the checkpoint (``name``, ``path``), its ``backend`` (loaded lazily, with
+    the evaluation frame settings applied; ``None`` when the evaluator does not need one), the
+    ``frames`` settings, a ``data_dir`` for checkpoint-independent preparations (cached across
+    checkpoints), ``seed`` / ``rng(*parts)`` for all randomness, ``batch_size``, the run
+    (``run.training_videos()`` to refuse held-out overlap, ``run.captioner()``), the plugin
+    manager to build sub-components (perturbations) and ``python`` (``eval.python``).
+
+    Capabilities are class attributes, never discovered from signatures:
+    ``needs_backend`` (default True: the stage loads the checkpoint through the backend),
+    ``shards_items`` (default True: every process of a launch scores its share; False: the main
+    process alone runs ``score``, e.g. a subprocess bridge). Options classes may subclass
+    ``temple_core.evaluation.EvaluatorOptions`` for ``label`` (the output name, so one
+    evaluator can run twice on different data). Errors a user can cause (a missing data file,
+    held-out videos that are training videos) are :class:`temple_core.errors.TempleError`
+    naming the recipe key (``request.where``).
     """

@@ -1,7 +1,7 @@
 """Recipes: YAML files (read with ``yaml.safe_load``) validated into attrs objects.
 
 The top level names the run directory, the seed, the input videos, and one section per
-stage (``select``, ``generate``, ``train``); each stage module of ``temple_core.stages``
+stage (``select``, ``generate``, ``train``, ``eval``); each stage module of ``temple_core.stages``
 defines its section's schema as its ``Config`` class. A section left out means the stage is
 not run. Every error names the recipe path at fault (see :mod:`temple_core.config`).
 """
@@ -22,7 +22,7 @@ from temple_core.config import Structurer, unstructure
 from temple_core.errors import RecipeError
 
 #: The stages, in the order they run. Each is a module ``temple_core.stages.<name>``.
-STAGES = ("select", "generate", "train")
+STAGES = ("select", "generate", "train", "eval")
 
 VIDEO_EXTENSIONS = [".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg"]
 
@@ -50,6 +50,7 @@ class Recipe:
     select: Any = None
     generate: Any = None
     train: Any = None
+    eval: Any = None
     #: Where the recipe was read from (not a recipe key).
     source: str | None = attrs.field(default=None, eq=False)
 
@@ -120,7 +121,7 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
         if check is not None:
             check(recipe, plugins)
     if not recipe.sections():
-        raise RecipeError("", "the recipe has no stage section (select, generate or train)")
+        raise RecipeError("", f"the recipe has no stage section ({', '.join(STAGES)})")
     recipe.source = source
     if check_files and (recipe.videos.paths or recipe.videos.samples):
         resolve_videos(recipe.videos, recipe.run_dir, materialize=False)

@@ -228,6 +228,10 @@ class InternVLBackend(HFChatBackend):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         return base.model
 
+    def shares_vision(self, visuals: list[dict]) -> bool:
+        # Images and video frames share pixel_values and the tower: one pass covers them all.
+        return bool(visuals)
+
     def vision_features(self, model, shared):
         inner = self._inner(model)
         cfg = inner.config

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import torch
 
-from temple_core.models.backend import Backend, linear_module_names
+from temple_core.models.backend import Backend, TextScore, linear_module_names
 from temple_core.errors import ModelError, SkipSample
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 
@@ -217,6 +217,68 @@ class HFChatBackend(Backend):
     def decode(self, ids) -> str:
         """Generated ids -> text, special tokens dropped."""
         return self.processor.decode(ids, skip_special_tokens=True)
+
+    # -- scoring ----------------------------------------------------------------------------
+    def shares_vision(self, visuals: list[dict]) -> bool:
+        """Whether :meth:`vision_features` covers these visual items (then the tower runs once
+        for every text scored against them). Qwen: videos only."""
+        return bool(visuals) and all(v["kind"] == "video" for v in visuals)
+
+    def _to_model(self, batch: dict[str, Any], model) -> dict[str, Any]:
+        device = next(model.parameters()).device
+        out = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(device)
+                if value.is_floating_point():
+                    value = value.to(model.dtype)
+            out[key] = value
+        return out
+
+    def score_texts(self, conversation, texts, *, batch_size=None) -> list[TextScore]:
+        if not texts:
+            return []
+        model, tok = self.model, self.processor
+        items = [c for m in conversation if not isinstance(m["content"], str) for c in m["content"] if c["type"] in ("video", "image")]
+        visuals = [self.visual_inputs(c) for c in items]
+        shared = self._to_model(self.visual_batch(visuals), model) if visuals else {}
+        features = None
+        if self.shares_vision(visuals):
+            with torch.no_grad():
+                features = self.vision_features(model, shared)
+        size = batch_size or self.options.batch_size
+        scores: list[TextScore] = []
+        for start in range(0, len(texts), size):
+            chunk = texts[start : start + size]
+            encoded = [self._prompt_and_answer(conversation, visuals, text) for text in chunk]
+            rows = [p + c for p, c in encoded]
+            lengths = [len(c) for _, c in encoded]
+            # Left padding: every row ends at the same position, so the logits of the last
+            # max(answer) + 1 positions cover every answer (no full-vocabulary logits for the video).
+            inputs: dict[str, Any] = {
+                "input_ids": pad_rows(rows, tok.pad_token_id, "left"),
+                "attention_mask": pad_rows([[1] * len(r) for r in rows], 0, "left"),
+            }
+            extras = [self.row_extras(r) for r in rows]
+            for key in extras[0]:
+                inputs[key] = pad_rows([e[key] for e in extras], 0, "left")
+            if features is not None:
+                inputs.update(self.model_inputs(shared, vision_features=features, repeat=len(chunk)))
+            elif visuals:
+                inputs.update(self.visual_batch(visuals * len(chunk)))
+            inputs = self._to_model(inputs, model)
+            keep = max(lengths) + 1
+            with torch.no_grad():
+                logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts token j + 1 of the kept window
+            targets = inputs["input_ids"][:, -(keep - 1):]
+            for i, n in enumerate(lengths):
+                lp = logprobs[i, keep - 1 - n :]
+                tgt = targets[i, keep - 1 - n :]
+                picked = lp.gather(-1, tgt[:, None])[:, 0]
+                greedy = bool((lp.argmax(-1) == tgt).all())
+                scores.append(TextScore(float(picked.sum()), n, greedy))
+        return scores
 
     # -- training ---------------------------------------------------------------------------
     def _prompt_and_answer(self, prompt_messages, visuals, answer: str) -> tuple[list[int], list[int]]:
