@@ -7,7 +7,9 @@ else from the core. Capabilities of an evaluator are class attributes (``needs_b
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,9 +79,10 @@ class ItemStore:
         return self._store.done_keys()
 
     def add(self, record: dict[str, Any]) -> None:
+        """Write one item's record durably, stamped with when and by which process it was scored."""
         if "item_id" not in record:
             raise KeyError("an evaluation record needs its 'item_id'")
-        self._store.append(record)
+        self._store.append({**record, "scored": {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "pid": os.getpid()}})
 
     def records(self) -> list[dict[str, Any]]:
         return self._store.records()
