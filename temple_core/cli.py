@@ -4,7 +4,7 @@
     temple validate RECIPE [--run-dir DIR]
     temple run RECIPE [--stages select,generate,train,eval] [--run-dir DIR] [--no-progress]
     temple report RUN_DIR
-    temple compare RUN_DIR... [--html OUT] [--chart PNG]
+    temple compare RUN_DIR... [--html OUT] [--chart PNG] [--baseline RUN_DIR:CHECKPOINT]
 
 Errors a user can cause print one line and exit non-zero (2 for a bad recipe or plugin);
 ``--debug`` shows the traceback instead.
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--html", help="also write an HTML page with the table and the chart")
     compare.add_argument("--chart", default="temple-compare.png", help="the chart (PNG) to write (default: %(default)s)")
+    compare.add_argument("--baseline", metavar="RUN_DIR:CHECKPOINT", help="chart the differences from this row (the paper's Figure 5)")
     return parser
 
 
@@ -117,7 +118,7 @@ def _report(args) -> int:
 def _compare(args) -> int:
     from temple_core.evaluation.compare import compare_runs
 
-    table, chart, page = compare_runs(args.run_dirs, chart=args.chart, html=args.html)
+    table, chart, page = compare_runs(args.run_dirs, chart=args.chart, html=args.html, baseline=args.baseline)
     print(table)
     print(f"chart written: {chart}")
     if page:

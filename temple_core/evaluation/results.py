@@ -57,17 +57,21 @@ def run_results(run_dir: Path) -> list[dict[str, Any]]:
     if not eval_dir.is_dir():
         return []
     order: list[str] = []
-    index = eval_dir / "checkpoints.json"
+    evaluators: list[str] = []
+    index = eval_dir / "index.json"
     if index.is_file():
         try:
-            order = [c["name"] for c in json.loads(index.read_text())]
+            data = json.loads(index.read_text())
+            order = [c["name"] for c in data["checkpoints"]]
+            evaluators = list(data["evaluators"])
         except (ValueError, KeyError, TypeError):
-            order = []
+            order, evaluators = [], []
     folders = [p for p in eval_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
     folders.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
     out = []
     for folder in folders:
-        for file in sorted(folder.glob("*.json")):
+        files = sorted(folder.glob("*.json"), key=lambda f: (evaluators.index(f.stem) if f.stem in evaluators else len(evaluators), f.stem))
+        for file in files:
             data = read_result(file)
             if data is not None:
                 data.setdefault("checkpoint", folder.name)

@@ -64,9 +64,10 @@ def run_stage(ctx) -> dict[str, Any]:
     log = print if ctx.is_main else (lambda *a, **k: None)
     eval_dir = ctx.stage_dir("eval")
     resolved = ckpts.resolve(ctx.recipe, ctx.run_dir)
-    if ctx.is_main:
-        write_result_list(eval_dir / "checkpoints.json", [
-            {"name": c.name, "path": c.path, "source": c.source} for c, _ in resolved])
+    if ctx.is_main:  # the order the recipe gives, for the report and temple compare
+        write_index(eval_dir / "index.json", {
+            "checkpoints": [{"name": c.name, "path": c.path, "source": c.source} for c, _ in resolved],
+            "evaluators": [output_name(spec) for spec in config.evaluators]})
     run = RunInfo(run_dir=Path(ctx.run_dir), recipe=ctx.recipe, plugins=ctx.plugins,
                   training_videos=_once(lambda: training_videos(ctx)), captioner=_captioner_of(ctx))
     evaluators = [(output_name(spec), spec, spec.build(ctx.plugins), f"eval.evaluators[{i}]")
@@ -140,9 +141,9 @@ def _row(data: dict) -> dict:
     return {k: data.get(k) for k in ("checkpoint", "evaluator", "metric", "score", "interval", "n", "seconds")}
 
 
-def write_result_list(path: Path, rows: list) -> None:
+def write_index(path: Path, data: dict) -> None:
     import json
 
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)

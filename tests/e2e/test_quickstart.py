@@ -2,7 +2,7 @@
 
 Runs the real examples/recipes/quickstart.yaml (real footage and synthetic videos, shot
 detection, grouping, heuristic captions, perturbations, pairs, four DPO stages and SFT on a
-tiny random-weight Qwen2-VL), then checks the run directory against ARCHITECTURE.md's
+tiny random-weight Qwen2-VL, then the evaluation of base and final), then checks the run directory against ARCHITECTURE.md's
 contract, that a second run does nothing, and that deleting a stage's output re-runs that
 stage and what follows it only.
 """
@@ -69,9 +69,20 @@ def test_run_directory_contract(quickstart):
         assert metrics and all("loss" in m for m in metrics if "loss" in m)
     assert (run_dir / "train" / "curves.png").is_file()
     assert "final model:" in out and "4-sft/merged" in out
+    for checkpoint in ("base", "final"):
+        for evaluator in ("temporal_order", "multiple_choice"):
+            result = json.loads((run_dir / "eval" / checkpoint / f"{evaluator}.json").read_text())
+            assert 0.0 <= result["score"] <= 1.0 and result["interval"] and result["n"] > 0
+            assert result["settings"]["frames"]["max_frames"] == 8
+            assert (run_dir / "eval" / checkpoint / f"{evaluator}.jsonl").is_file()
+    final = json.loads((run_dir / "eval" / "final" / "temporal_order.json").read_text())
+    assert final["model"].endswith("4-sft/merged")
+    held = {Path(r["video"]).resolve() for r in read_jsonl(run_dir / "eval" / "final" / "temporal_order.jsonl")}
+    assert held.isdisjoint({Path(p["video_path"]).resolve() for p in pairs}), "held-out videos are not training videos"
+    assert "  eval (" in out and "temporal_order" in out and "multiple_choice" in out
     temple("report", str(run_dir))
     page = (run_dir / "report.html").read_text()
-    assert "Training" in page and "Preference pairs" in page and "Selection" in page
+    assert "Training" in page and "Preference pairs" in page and "Selection" in page and "Evaluation" in page
 
 
 def test_second_run_does_no_work(quickstart):
@@ -91,6 +102,7 @@ def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):
     assert "[select] up to date" in out
     assert "  generate (" in out and "  generate (up to date)" not in out
     assert "  train (" in out and "  train (up to date)" not in out
+    assert "  eval (" in out and "  eval (up to date)" not in out
     assert json.loads((run_dir / "select" / "_stage.json").read_text()) == select_marker
     assert read_jsonl(run_dir / "generate" / "pairs.jsonl") == old_pairs, "same seed, same pairs"
     assert list(run_dir.glob("train.stale-*")), "the outdated training outputs are moved aside, not deleted"
