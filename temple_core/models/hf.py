@@ -67,6 +67,10 @@ class HFChatBackend(Backend):
     chat_template: str = ""
     end_of_turn = "<|im_end|>"
     pad_token = "<|endoftext|>"
+    #: Tokenizer attributes the family's transformers processor reads (``{"video_token": "<video>"}``).
+    named_tokens: dict[str, str] = {}
+    #: Bumped when the tiny preset's files change (a new cache folder; same seed, same weights).
+    preset_revision = 1
     #: Chat-template placeholders, one per visual item, expanded by :meth:`expand_placeholder`.
     placeholder_pattern = r"<\|(?:video|image)_pad\|>"
 
@@ -78,11 +82,13 @@ class HFChatBackend(Backend):
         raise NotImplementedError
 
     def _preset_dir(self) -> Path:
-        folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}"
+        revision = f"-r{self.preset_revision}" if self.preset_revision > 1 else ""
+        folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}{revision}"
         if (folder / "config.json").is_file():
             return folder
         # Built once, deterministically, then loaded through the same path code as a checkpoint.
-        tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token)
+        tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token,
+                                   named_tokens=self.named_tokens)
         config = self._tiny_config(tok)
         with torch.random.fork_rng():  # seeded build without disturbing the caller's RNG
             torch.manual_seed(0)
@@ -94,14 +100,42 @@ class HFChatBackend(Backend):
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        self._write_processor_files(tmp, config)
         try:
             tmp.rename(folder)
         except OSError:  # another process built it first
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
+    def processor_files(self, config) -> dict[str, dict]:
+        """The processor configuration files a checkpoint of this family carries (file name ->
+        JSON), for the tiny preset: what transformers' ``AutoProcessor`` (and lmms-eval, vLLM,
+        ms-swift) read beside the weights. Values follow the family's published checkpoints,
+        sizes the tiny model's."""
+        return {}
+
+    def _write_processor_files(self, folder: Path, config) -> None:
+        import json
+
+        for name, data in self.processor_files(config).items():
+            target = folder / name
+            if not target.is_file():
+                tmp = target.with_name(f".{name}.tmp{id(self)}")
+                tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+                tmp.replace(target)
+
     def model_dir(self) -> str:
-        return str(self._preset_dir()) if self.options.preset else self.options.path
+        if not self.options.preset:
+            return self.options.path
+        folder = self._preset_dir()
+        if not getattr(self, "_preset_checked", False):
+            # A preset cached before it carried processor files gets them (the weights are unchanged).
+            from transformers import AutoConfig
+
+            if any(not (folder / name).is_file() for name in self.processor_files(None) or {}):
+                self._write_processor_files(folder, AutoConfig.from_pretrained(folder))
+            self._preset_checked = True
+        return str(folder)
 
     def load_model(self, path: str | None = None):
         if path is not None:
@@ -390,3 +424,26 @@ class HFChatBackend(Backend):
         model.save_pretrained(str(out_dir))
         tok = self.processor
         tok.save_pretrained(str(out_dir))
+        copy_processor_files(self.model_dir(), out_dir)
+
+
+#: Files beside the weights that processors and tokenizers read: a merged folder carries the
+#: starting checkpoint's own copy of each, byte for byte, so that AutoProcessor, lmms-eval,
+#: vLLM or ms-swift load a model temple trained exactly as they load the original.
+PROCESSOR_FILES = (
+    "preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json",
+    "chat_template.json", "chat_template.jinja", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model",
+)
+
+
+def copy_processor_files(source, out_dir) -> list[str]:
+    """Copy every processor/tokenizer file of ``source`` into ``out_dir`` (replacing the re-saved
+    ones); returns the names copied."""
+    copied = []
+    for name in PROCESSOR_FILES:
+        src = Path(source) / name
+        if src.is_file():
+            shutil.copyfile(src, Path(out_dir) / name)
+            copied.append(name)
+    return copied
