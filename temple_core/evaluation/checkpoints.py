@@ -123,7 +123,7 @@ def resolve(recipe, run_dir: Path) -> list[tuple[Checkpoint, ComponentSpec]]:
         if entry == "base":
             spec = base_spec(recipe)
             path = getattr(spec.options, "path", None)
-            out.append((Checkpoint("base", path, _describe(spec), where), spec))
+            out.append((Checkpoint("base", path, _describe(spec), where, spec.name, getattr(spec.options, "preset", None)), spec))
             continue
         if entry == "final":
             stage = _stages(recipe)[-1]
@@ -139,7 +139,7 @@ def resolve(recipe, run_dir: Path) -> list[tuple[Checkpoint, ComponentSpec]]:
             raise TempleError(f"{where}: no model at {folder}: run the train stage first{hint}" if stage is not None
                               else f"{where}: no model directory at {folder}")
         spec = loading_spec(recipe)
-        out.append((Checkpoint(name, str(folder.resolve()), str(folder.resolve()), where), with_path(spec, str(folder.resolve()))))
+        out.append((Checkpoint(name, str(folder.resolve()), str(folder.resolve()), where, spec.name), with_path(spec, str(folder.resolve()))))
     return out
 
 

@@ -64,6 +64,9 @@ class Checkpoint:
     source: str
     #: Where in the recipe (``eval.checkpoints[1]``).
     where: str = ""
+    #: The backend family that loads it (``qwen2_vl``) and its preset, if any (``tiny-random``).
+    backend: str = ""
+    preset: str | None = None
 
 
 class ItemStore:
