@@ -281,12 +281,15 @@ class HFChatBackend(Backend):
             with torch.no_grad():
                 features = self.vision_features(model, shared)
         size = batch_size or self.options.batch_size
+        # The same tokens as a training answer (_prompt_and_answer): the prompt rendered once,
+        # each answer + end of turn tokenized on its own, all answers in one tokenizer call.
+        prompt = tok(self._render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
+        answers = tok([text + self.end_of_turn + "\n" for text in texts], add_special_tokens=False)["input_ids"]
         scores: list[TextScore] = []
         for start in range(0, len(texts), size):
-            chunk = texts[start : start + size]
-            encoded = [self._prompt_and_answer(conversation, visuals, text) for text in chunk]
-            rows = [p + c for p, c in encoded]
-            lengths = [len(c) for _, c in encoded]
+            completions = answers[start : start + size]
+            rows = [prompt + c for c in completions]
+            lengths = [len(c) for c in completions]
             # Left padding: every row ends at the same position, so the logits of the last
             # max(answer) + 1 positions cover every answer (no full-vocabulary logits for the video).
             inputs: dict[str, Any] = {
@@ -297,9 +300,9 @@ class HFChatBackend(Backend):
             for key in extras[0]:
                 inputs[key] = pad_rows([e[key] for e in extras], 0, "left")
             if features is not None:
-                inputs.update(self.model_inputs(shared, vision_features=features, repeat=len(chunk)))
+                inputs.update(self.model_inputs(shared, vision_features=features, repeat=len(rows)))
             elif visuals:
-                inputs.update(self.visual_batch(visuals * len(chunk)))
+                inputs.update(self.visual_batch(visuals * len(rows)))
             inputs = self._to_model(inputs, model)
             keep = max(lengths) + 1
             with torch.no_grad():
