@@ -32,6 +32,7 @@ from temple_core.config import path_field
 from temple_core.errors import TempleError
 from temple_core.evaluation import EvalResult, EvaluatorOptions
 from temple_core.evaluation.stats import cell, mean_interval
+from temple_core.evaluation.videos import video_item
 from temple_core.hookspecs import hookimpl
 
 LETTERS = string.ascii_uppercase
@@ -128,6 +129,9 @@ class MultipleChoice:
         max_new_tokens: int = attrs.field(default=16, validator=attrs.validators.ge(1))
         #: Score at most this many questions (the first ones); null: all.
         limit: int | None = None
+        #: A blind baseline: black frames (same count, size and rate) instead of the video; a model
+        #: must then be at chance, or the texts leak the answer.
+        blind: bool = False
 
         def __attrs_post_init__(self):
             if not self.file:
@@ -147,8 +151,11 @@ class MultipleChoice:
         options = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(item["options"]))
         return self.options.template.replace("{question}", item["question"]).replace("{options}", options)
 
-    def conversation(self, item: dict) -> list[dict]:
-        return [{"role": "user", "content": [{"type": "video", "path": item["video"]}, {"type": "text", "text": self.prompt(item)}]}]
+    def conversation(self, item: dict, frames=None) -> list[dict]:
+        from temple_core.evaluation.request import FrameSettings
+
+        shown = video_item(item["video"], frames or FrameSettings(), self.options.blind)
+        return [{"role": "user", "content": [shown, {"type": "text", "text": self.prompt(item)}]}]
 
     def score(self, request) -> None:
         done = request.items.done_keys()
@@ -156,14 +163,14 @@ class MultipleChoice:
         if self.options.mode == "generate":
             for start in range(0, len(todo), request.batch_size):
                 batch = todo[start : start + request.batch_size]
-                answers = request.backend.chat([self.conversation(q) for q in batch], max_new_tokens=self.options.max_new_tokens, do_sample=False)
+                answers = request.backend.chat([self.conversation(q, request.frames) for q in batch], max_new_tokens=self.options.max_new_tokens, do_sample=False)
                 for q, answer in zip(batch, answers):
                     chosen = parse_letter(answer, len(q["options"]))
                     request.items.add(self._record(q, chosen, answer=answer))
             return
         for q in todo:
             texts = [self.options.answer_format.replace("{letter}", LETTERS[i]).replace("{text}", t) for i, t in enumerate(q["options"])]
-            scores = request.backend.score_texts(self.conversation(q), texts, batch_size=request.batch_size)
+            scores = request.backend.score_texts(self.conversation(q, request.frames), texts, batch_size=request.batch_size)
             by_mean = max(range(len(scores)), key=lambda i: (scores[i].mean, -i))
             by_sum = max(range(len(scores)), key=lambda i: (scores[i].logprob, -i))
             chosen = by_mean if self.options.length_normalised else by_sum
@@ -181,7 +188,7 @@ class MultipleChoice:
         outcomes = [1.0 if r["correct"] else 0.0 for r in records]
         overall = cell(outcomes, request.seed)
         chance = sum(1.0 / r["options"] for r in records) / len(records) if records else None
-        metrics: dict[str, Any] = {"chance": chance, "questions": len(records), "mode": self.options.mode}
+        metrics: dict[str, Any] = {"chance": chance, "questions": len(records), "mode": self.options.mode, "blind": self.options.blind}
         if self.options.mode == "generate":
             unparseable = sum(1 for r in records if not r["parsed"])
             parsed = [1.0 if r["correct"] else 0.0 for r in records if r["parsed"]]

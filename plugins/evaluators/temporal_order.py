@@ -38,6 +38,7 @@ from temple_core.evaluation import EvalResult, EvaluatorOptions
 from temple_core.evaluation.heldout import check_heldout
 from temple_core.evaluation.stats import cell, clustered_interval
 from temple_core.evaluation.texts import ordered_description
+from temple_core.evaluation.videos import video_item
 from temple_core.hookspecs import hookimpl
 from temple_core.recipe import VideosConfig, resolve_videos, video_ids
 from temple_core.store import ShardedJsonl, iter_jsonl
@@ -94,6 +95,9 @@ class TemporalOrder:
         min_clips: int = attrs.field(default=2, validator=attrs.validators.ge(2))
         #: Score at most this many videos (the first ones); null: all.
         max_videos: int | None = None
+        #: A blind baseline: black frames (same count, size and rate) instead of the video; a model
+        #: must then be at chance, or the texts leak the answer.
+        blind: bool = False
 
     def __init__(self, options: "TemporalOrder.Options | None" = None):
         self.options = options or TemporalOrder.Options()
@@ -203,7 +207,8 @@ class TemporalOrder:
                 variants.append({"perturbation": v.perturbation, "difficulty": v.difficulty, "kept_indices": v.kept_indices,
                                  "text": text, "identical": text == correct})
             texts = [correct] + sorted({v["text"] for v in variants if not v["identical"]})
-            conversation = [{"role": "user", "content": [{"type": "video", "path": video["path"]}, {"type": "text", "text": o.prompt}]}]
+            shown = video_item(video["path"], request.frames, o.blind)
+            conversation = [{"role": "user", "content": [shown, {"type": "text", "text": o.prompt}]}]
             scores = dict(zip(texts, request.backend.score_texts(conversation, texts, batch_size=request.batch_size)))
             right = scores[correct]
             for v in variants:
@@ -212,7 +217,7 @@ class TemporalOrder:
                 s = scores[v["text"]]
                 v.update(logprob=s.logprob, tokens=s.tokens, win_sum=_win(right.logprob, s.logprob), win_mean=_win(right.mean, s.mean))
             request.items.add({
-                "item_id": vid, "video": video["path"], "source": prep["source"], "clips": len(captions),
+                "item_id": vid, "video": video["path"], "source": prep["source"], "clips": len(captions), "blind": o.blind,
                 "correct": {"text": correct, "logprob": right.logprob, "tokens": right.tokens},
                 "variants": [{k: val for k, val in v.items() if k != "text"} for v in variants],
             })
@@ -221,7 +226,7 @@ class TemporalOrder:
     def result(self, request, records: list[dict]) -> EvalResult:
         scored = [r for r in records if "variants" in r]
         skipped = {r["item_id"]: r["skipped"] for r in records if "skipped" in r}
-        metrics: dict[str, Any] = {"chance": 0.5, "videos": len(scored), "skipped": skipped,
+        metrics: dict[str, Any] = {"chance": 0.5, "videos": len(scored), "skipped": skipped, "blind": self.options.blind,
                                    "identical_skipped": sum(1 for r in scored for v in r["variants"] if v["identical"])}
         headline = None
         for kind, key in (("length_normalised", "win_mean"), ("sum", "win_sum")):

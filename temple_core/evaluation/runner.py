@@ -23,7 +23,21 @@ from temple_core.evaluation.results import format_score, read_result, write_resu
 from temple_core.store import ShardedJsonl
 
 
+def _once(fn):
+    """``fn()``, computed on first call and kept."""
+    cache: dict[str, Any] = {}
+
+    def get():
+        if "value" not in cache:
+            cache["value"] = fn()
+        return cache["value"]
+
+    return get
+
+
 def _captioner_of(ctx):
+    """``(captioner, backend)`` of the recipe's generate section, built on first use."""
+
     def build():
         generate = ctx.recipe.generate
         if generate is None:
@@ -36,25 +50,7 @@ def _captioner_of(ctx):
             backend = generate.backend.build(ctx.plugins)
         return captioner, backend
 
-    cache: dict[str, Any] = {}
-
-    def get():
-        if "value" not in cache:
-            cache["value"] = build()
-        return cache["value"]
-
-    return get
-
-
-def _once(fn):
-    cache: dict[str, Any] = {}
-
-    def get():
-        if "value" not in cache:
-            cache["value"] = fn()
-        return cache["value"]
-
-    return get
+    return _once(build)
 
 
 def run_stage(ctx) -> dict[str, Any]:

@@ -121,6 +121,20 @@ def test_held_out_overlap_is_refused(tmp_path):
         ev.score(request(StubScorer(table), tmp_path / "b", training=training))
 
 
+def test_blind_baseline_shows_black_frames(tmp_path):
+    """``blind: true``: the frames the backend would sample (2 s at 1 fps, sampled at 2 fps: 4),
+    all black, at the video's size -- the texts alone must not give the order away."""
+    event_videos(tmp_path / "held", [4])
+    ev = evaluator("temporal_order", videos={"paths": [str(tmp_path / "held")]}, blind=True)
+    backend = StubScorer(table)
+    req = request(backend, tmp_path)
+    ev.score(req)
+    (item,) = backend.items
+    assert "path" not in item and len(item["frames"]) == 4 and item["fps"] == 2.0
+    assert all(f.shape == (48, 64, 3) and not f.any() for f in item["frames"])
+    assert ev.result(req, req.items.records()).metrics["blind"] is True
+
+
 def _recipe(tmp_path, extra=None):
     recipe = {
         "run_dir": str(tmp_path / "run"), "seed": 0,

@@ -37,14 +37,17 @@ class StubScorer:
         self.table = table
         self.answers = list(answers or [])
         self.calls: list[tuple[str, list[str]]] = []
+        self.items: list[dict] = []
         self.chats: list = []
 
     def describe(self) -> str:
         return "stub"
 
     def score_texts(self, conversation, texts, *, batch_size=None):
-        video = next(c["path"] for c in conversation[0]["content"] if c["type"] == "video")
+        item = next(c for c in conversation[0]["content"] if c["type"] == "video")
+        video = item.get("path", "blind")
         self.calls.append((video, list(texts)))
+        self.items.append(item)
         return [TextScore(float(self.table(video, text)), 2 * max(1, len(order_of(text))) + 3) for text in texts]
 
     def chat(self, conversations, **kwargs):
