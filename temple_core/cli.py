@@ -2,8 +2,9 @@
 
     temple plugins list [--kind KIND] [--json]
     temple validate RECIPE [--run-dir DIR]
-    temple run RECIPE [--stages select,generate,train] [--run-dir DIR] [--wait] [--no-progress]
+    temple run RECIPE [--stages select,generate,train,eval] [--run-dir DIR] [--wait] [--no-progress]
     temple report RUN_DIR
+    temple compare RUN_DIR... [--html OUT] [--chart PNG] [--baseline RUN_DIR:CHECKPOINT]
 
 Errors a user can cause print one line and exit non-zero (2 for a bad recipe or plugin);
 ``--debug`` shows the traceback instead.
@@ -38,13 +39,19 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a recipe's stages in order, skipping finished ones")
     run.add_argument("recipe")
-    run.add_argument("--stages", help="comma-separated subset of the recipe's stages (select,generate,train)")
+    run.add_argument("--stages", help="comma-separated subset of the recipe's stages (select,generate,train,eval)")
     run.add_argument("--run-dir", help="override the recipe's run_dir (relative to the working directory)")
     run.add_argument("--wait", action="store_true", help="wait for another run using the run directory instead of refusing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     report = commands.add_parser("report", help="write RUN_DIR/report.html")
     report.add_argument("run_dir")
+
+    compare = commands.add_parser("compare", help="evaluation scores of several runs side by side (table + chart)")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--html", help="also write an HTML page with the table and the chart")
+    compare.add_argument("--chart", default="temple-compare.png", help="the chart (PNG) to write (default: %(default)s)")
+    compare.add_argument("--baseline", metavar="RUN_DIR:CHECKPOINT", help="chart the differences from this row (the paper's Figure 5)")
     return parser
 
 
@@ -110,10 +117,21 @@ def _report(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from temple_core.evaluation.compare import compare_runs
+
+    table, chart, page = compare_runs(args.run_dirs, chart=args.chart, html=args.html, baseline=args.baseline)
+    print(table)
+    print(f"chart written: {chart}")
+    if page:
+        print(f"page written: {page}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = args.debug or os.environ.get("TEMPLE_DEBUG") == "1"
-    handlers = {"plugins": _plugins_list, "validate": _validate, "run": _run, "report": _report}
+    handlers = {"plugins": _plugins_list, "validate": _validate, "run": _run, "report": _report, "compare": _compare}
     try:
         return handlers[args.command](args)
     except TempleError as exc:

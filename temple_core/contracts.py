@@ -29,6 +29,8 @@ from temple_core.models.backend import Backend
 if TYPE_CHECKING:  # for the annotations only: the contracts import nothing heavy
     import numpy as np
 
+    from temple_core.evaluation.request import EvalRequest
+    from temple_core.evaluation.results import EvalResult
     from temple_core.records import CaptionRecord, Pair, Perturbed, ShotDetection, VideoRecord
     from temple_core.training.context import TrainStageContext
     from temple_core.video.source import VideoSource
@@ -158,6 +160,49 @@ class Exporter(Contract):
         raise NotImplementedError
 
 
+class Evaluator(Contract):
+    """A checkpoint (+ a backend) and held-out data -> a score with its interval, per-item
+    records (hook ``register_evaluators``).
+
+    The ``eval`` stage calls both methods, once per checkpoint. The request
+    (:class:`temple_core.evaluation.request.EvalRequest`) gives the checkpoint (``name``,
+    ``path``), its ``backend`` (loaded lazily, with the evaluation frame settings applied;
+    ``None`` when the evaluator does not need one), the ``frames`` settings, a ``data_dir``
+    for checkpoint-independent preparations (cached across checkpoints), ``seed`` /
+    ``rng(*parts)`` for all randomness, ``batch_size``, the run (``run.training_videos()`` to
+    refuse held-out overlap, ``run.captioner()``), the plugin manager to build
+    sub-components (perturbations) and ``python`` (``eval.python``). Options classes may
+    subclass :class:`temple_core.evaluation.request.EvaluatorOptions` for ``label`` (the
+    output name, so one evaluator can run twice on different data). Errors a user can cause
+    (a missing data file, held-out videos that are training videos) are
+    :class:`temple_core.errors.TempleError` naming the recipe key (``request.where``).
+    """
+
+    required = ("score", "result")
+    capabilities = {"needs_backend": True, "shards_items": True, "needs_python": False}
+    #: The stage loads the checkpoint through the backend and hands it over.
+    needs_backend: ClassVar[bool] = True
+    #: Every process of a launch scores its share (``request.share(items)``); ``False``: the
+    #: main process alone runs ``score`` (e.g. a subprocess bridge).
+    shards_items: ClassVar[bool] = True
+    #: It runs in another Python environment: the recipe must give ``eval.python``.
+    needs_python: ClassVar[bool] = False
+
+    @abstractmethod
+    def score(self, request: "EvalRequest") -> None:
+        """Write one record per item with ``request.items.add(record)`` (each carries its
+        ``item_id``). ``request.items.done_keys()`` are the items finished before an
+        interruption: skip them, so a killed run never scores an item twice."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def result(self, request: "EvalRequest", records: list[dict[str, Any]]) -> "EvalResult":
+        """Every record (all processes, merged) -> the headline ``score`` with its 95%
+        ``interval``, what it is (``metric``), the item count and every other number
+        (``metrics``). The stage writes ``eval/<checkpoint>/<evaluator>.json`` from it."""
+        raise NotImplementedError
+
+
 #: The contract of each plugin kind.
 CONTRACTS: dict[str, type] = {
     "shot_detectors": ShotDetector,
@@ -167,9 +212,12 @@ CONTRACTS: dict[str, type] = {
     "backends": Backend,
     "trainers": Trainer,
     "exporters": Exporter,
+    "evaluators": Evaluator,
 }
 
-_CAPABILITY_TYPES = {"needs_backend": (bool,), "data_kind": (str, type(None)), "suffix": (str,)}
+_CAPABILITY_TYPES = {
+    "needs_backend": (bool,), "data_kind": (str, type(None)), "suffix": (str,), "shards_items": (bool,), "needs_python": (bool,),
+}
 _DATA_KINDS = ("pairs", "sft", None)
 
 

@@ -41,6 +41,7 @@ KINDS = (
     "backends",
     "trainers",
     "exporters",
+    "evaluators",
 )
 
 
@@ -104,4 +105,13 @@ def register_exporters(register):
 
     Each component is built by ``register(name, factory)``'s factory and follows
     :class:`temple_core.contracts.Exporter`.
+    """
+
+
+@hookspec
+def register_evaluators(register):
+    """Register evaluators: a checkpoint (+ a backend) and held-out data -> scores with intervals.
+
+    Each component is built by ``register(name, factory)``'s factory and follows
+    :class:`temple_core.contracts.Evaluator`.
     """

@@ -1,7 +1,7 @@
 """Recipes: YAML files (read with ``yaml.safe_load``) validated into attrs objects.
 
 The top level names the run directory, the seed, the input videos, and one section per
-stage (``select``, ``generate``, ``train``), each typed by its stage's ``Config`` class
+stage (``select``, ``generate``, ``train``, ``eval``), each typed by its stage's ``Config`` class
 (:data:`temple_core.stages.STAGES`). A section left out means the stage is not run. Every
 error names the recipe path at fault (see :mod:`temple_core.config`).
 
@@ -24,12 +24,13 @@ import yaml
 
 from temple_core.config import Structurer, path_field, unstructure
 from temple_core.errors import RecipeError
-from temple_core.stages import STAGE_NAMES, STAGES, generate, select, train
+from temple_core.stages import STAGE_NAMES, STAGES, evaluate, generate, select, train
 from temple_core.store.ledger import fingerprint
 
 SelectConfig = select.Config
 GenerateConfig = generate.Config
 TrainConfig = train.Config
+EvalConfig = evaluate.Config
 
 VIDEO_EXTENSIONS = [".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg"]
 
@@ -57,6 +58,7 @@ class Recipe:
     select: SelectConfig | None = None
     generate: GenerateConfig | None = None
     train: TrainConfig | None = None
+    eval: EvalConfig | None = None
     #: Where the recipe was read from (not a recipe key).
     source: str | None = attrs.field(default=None, eq=False)
 
@@ -125,11 +127,11 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
     recipe = structurer.structure(Recipe, data)
     if not recipe.sections():
         raise RecipeError("", f"the recipe has no stage section ({', '.join(STAGE_NAMES)})")
+    recipe.source = source
     for spec in STAGES:
         section = getattr(recipe, spec.name)
         if section is not None:
             section.check(recipe, plugins)
-    recipe.source = source
     if check_files and (recipe.videos.paths or recipe.videos.samples):
         resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
     return recipe

@@ -120,6 +120,9 @@ class InternVLBackend(HFChatBackend):
     special_tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
     chat_template = CHAT_TEMPLATE
     placeholder_pattern = r"<video>|<IMG_CONTEXT>"
+    # transformers' InternVLProcessor reads these from the tokenizer (InternVL's HF checkpoints carry them).
+    named_tokens = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
+    preset_revision = 2  # r2: the tokenizer names its image tokens, and processor files (AutoProcessor loads it)
     #: (original folder, converted folder) once an original checkpoint was converted.
     _converted: tuple[str, str] | None = None
 
@@ -152,6 +155,22 @@ class InternVLBackend(HFChatBackend):
                              tie_word_embeddings=False, bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tok.pad_token_id),
             image_token_id=ids("<IMG_CONTEXT>"), image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
         )
+
+    def processor_files(self, config) -> dict[str, dict]:
+        size = config.vision_config.image_size if config is not None else 448
+        tile = size[0] if isinstance(size, (list, tuple)) else size
+        common = {
+            "processor_class": "InternVLProcessor", "size": {"height": tile, "width": tile},
+            "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "resample": 3,
+            "do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
+        }
+        return {
+            "preprocessor_config.json": {**common, "image_processor_type": "GotOcr2ImageProcessor", "crop_to_patches": False,
+                                         "min_patches": 1, "max_patches": 12},
+            "video_preprocessor_config.json": {**common, "video_processor_type": "InternVLVideoProcessor", "do_sample_frames": False},
+            "processor_config.json": {"processor_class": "InternVLProcessor",
+                                      "image_seq_length": config.image_seq_length if config is not None else 256},
+        }
 
     # -- visual tensors ---------------------------------------------------------------------
     def _preprocessor_config(self, name: str) -> dict:
@@ -227,6 +246,10 @@ class InternVLBackend(HFChatBackend):
     def _inner(model):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         return base.model
+
+    def shares_vision(self, visuals: list[dict]) -> bool:
+        # Images and video frames share pixel_values and the tower: one pass covers them all.
+        return bool(visuals)
 
     def vision_features(self, model, shared):
         inner = self._inner(model)

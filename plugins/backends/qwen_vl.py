@@ -16,7 +16,7 @@ import torch
 
 from temple_core.hookspecs import hookimpl
 from temple_core.models.hf import HFChatBackend
-from temple_core.models.vision_tokens import item_frames, qwen_patchify
+from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, item_frames, qwen_patchify
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
 CHAT_TEMPLATE = (
@@ -42,8 +42,27 @@ class QwenVLBackend(HFChatBackend):
     special_tokens = SPECIAL_TOKENS
     chat_template = CHAT_TEMPLATE
 
+    #: transformers' processor class of the family (``processor_class`` of its config files).
+    processor_class = "Qwen2VLProcessor"
+
     def visual_module_name(self) -> str:
         return "visual"
+
+    def processor_files(self, config) -> dict[str, dict]:
+        vc = config.vision_config if config is not None else None
+        common = {
+            "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+            "image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD), "resample": 3,
+            "rescale_factor": 1 / 255, "processor_class": self.processor_class,
+            "patch_size": vc.patch_size if vc else 14, "merge_size": vc.spatial_merge_size if vc else 2,
+            "temporal_patch_size": vc.temporal_patch_size if vc else 2,
+            # Qwen2-VL-7B-Instruct's published limits (the backend's own max_pixels option applies in temple).
+            "min_pixels": 3136, "max_pixels": 12845056, "size": {"shortest_edge": 3136, "longest_edge": 12845056},
+        }
+        return {
+            "preprocessor_config.json": {**common, "image_processor_type": "Qwen2VLImageProcessor"},
+            "video_preprocessor_config.json": {**common, "video_processor_type": "Qwen2VLVideoProcessor", "do_sample_frames": False},
+        }
 
     def _ids(self):
         cfg = self.model.config
@@ -148,6 +167,7 @@ class Qwen2_5VLBackend(QwenVLBackend):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
     has_second_per_grid = True
+    processor_class = "Qwen2_5_VLProcessor"
 
     def _model_class(self):
         from transformers import Qwen2_5_VLForConditionalGeneration

@@ -37,7 +37,26 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
+import attrs
+
 from temple_core.errors import ModelError
+
+
+@attrs.define(frozen=True)
+class TextScore:
+    """How likely a backend finds one answer text: the sum of its tokens' log-probabilities."""
+
+    #: Sum over the scored tokens of log p(token | everything before it).
+    logprob: float
+    #: How many tokens were scored (the answer and the end-of-turn tokens).
+    tokens: int
+    #: Whether every scored token is the model's most likely next token (greedy decoding would write it).
+    greedy: bool = False
+
+    @property
+    def mean(self) -> float:
+        """The length-normalised log-likelihood (per token)."""
+        return self.logprob / self.tokens if self.tokens else float("-inf")
 
 
 class Backend:
@@ -108,6 +127,18 @@ class Backend:
         """One answer per conversation, in order. Batched: left padding, one ``generate``
         call per chunk of ``options.batch_size`` conversations. Answers are cleaned per
         family (e.g. MiMo-VL: the text after the last ``</think>``). ``seed`` fixes sampling."""
+        raise NotImplementedError
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score_texts(self, conversation: list[dict[str, Any]], texts: list[str], *, batch_size: int | None = None) -> list[TextScore]:
+        """The log-likelihood of each of ``texts`` as the assistant's answer to ``conversation``
+        (one prompt with its videos/images, the format of :meth:`chat`), one :class:`TextScore`
+        per text, in order. The tokens scored are those a training batch labels for an answer
+        (the answer and the end of turn), so a score moves with what DPO and SFT train.
+
+        Batched: the prompt's visual inputs are built once and the vision tower runs once for
+        all texts; the texts go through the language model ``batch_size`` at a time (default
+        ``options.batch_size``). Scores do not depend on the batch size (up to float rounding)."""
         raise NotImplementedError
 
     # -- training batches -------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 
 from temple_core.config import path_field
 from temple_core.errors import ModelError, SkipSample
-from temple_core.models.backend import Backend, linear_module_names
+from temple_core.models.backend import Backend, TextScore, linear_module_names
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 
 
@@ -69,6 +69,10 @@ class HFChatBackend(Backend):
     chat_template: str = ""
     end_of_turn = "<|im_end|>"
     pad_token = "<|endoftext|>"
+    #: Tokenizer attributes the family's transformers processor reads (``{"video_token": "<video>"}``).
+    named_tokens: dict[str, str] = {}
+    #: Bumped when the tiny preset's files change (a new cache folder; same seed, same weights).
+    preset_revision = 1
     #: Chat-template placeholders, one per visual item, expanded by :meth:`expand_placeholder`.
     placeholder_pattern = r"<\|(?:video|image)_pad\|>"
 
@@ -80,11 +84,13 @@ class HFChatBackend(Backend):
         raise NotImplementedError
 
     def _preset_dir(self) -> Path:
-        folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}"
+        revision = f"-r{self.preset_revision}" if self.preset_revision > 1 else ""
+        folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}{revision}"
         if (folder / "config.json").is_file():
             return folder
         # Built once, deterministically, then loaded through the same path code as a checkpoint.
-        tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token)
+        tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token,
+                                   named_tokens=self.named_tokens)
         config = self._tiny_config(tok)
         with torch.random.fork_rng():  # seeded build without disturbing the caller's RNG
             torch.manual_seed(0)
@@ -96,14 +102,42 @@ class HFChatBackend(Backend):
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        self._write_processor_files(tmp, config)
         try:
             tmp.rename(folder)
         except OSError:  # another process built it first
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
+    def processor_files(self, config) -> dict[str, dict]:
+        """The processor configuration files a checkpoint of this family carries (file name ->
+        JSON), for the tiny preset: what transformers' ``AutoProcessor`` (and lmms-eval, vLLM,
+        ms-swift) read beside the weights. Values follow the family's published checkpoints,
+        sizes the tiny model's."""
+        return {}
+
+    def _write_processor_files(self, folder: Path, config) -> None:
+        import json
+
+        for name, data in self.processor_files(config).items():
+            target = folder / name
+            if not target.is_file():
+                tmp = target.with_name(f".{name}.tmp{id(self)}")
+                tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+                tmp.replace(target)
+
     def model_dir(self) -> str:
-        return str(self._preset_dir()) if self.options.preset else self.options.path
+        if not self.options.preset:
+            return self.options.path
+        folder = self._preset_dir()
+        if not getattr(self, "_preset_checked", False):
+            # A preset cached before it carried processor files gets them (the weights are unchanged).
+            from transformers import AutoConfig
+
+            if any(not (folder / name).is_file() for name in self.processor_files(None) or {}):
+                self._write_processor_files(folder, AutoConfig.from_pretrained(folder))
+            self._preset_checked = True
+        return str(folder)
 
     def load_model(self, path: str | None = None):
         if path is not None:
@@ -220,6 +254,71 @@ class HFChatBackend(Backend):
         """Generated ids -> text, special tokens dropped."""
         return self.processor.decode(ids, skip_special_tokens=True)
 
+    # -- scoring ----------------------------------------------------------------------------
+    def shares_vision(self, visuals: list[dict]) -> bool:
+        """Whether :meth:`vision_features` covers these visual items (then the tower runs once
+        for every text scored against them). Qwen: videos only."""
+        return bool(visuals) and all(v["kind"] == "video" for v in visuals)
+
+    def _to_model(self, batch: dict[str, Any], model) -> dict[str, Any]:
+        device = next(model.parameters()).device
+        out = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(device)
+                if value.is_floating_point():
+                    value = value.to(model.dtype)
+            out[key] = value
+        return out
+
+    def score_texts(self, conversation, texts, *, batch_size=None) -> list[TextScore]:
+        if not texts:
+            return []
+        model, tok = self.model, self.processor
+        items = [c for m in conversation if not isinstance(m["content"], str) for c in m["content"] if c["type"] in ("video", "image")]
+        visuals = [self.visual_inputs(c) for c in items]
+        shared = self._to_model(self.visual_batch(visuals), model) if visuals else {}
+        features = None
+        if self.shares_vision(visuals):
+            with torch.no_grad():
+                features = self.vision_features(model, shared)
+        size = batch_size or self.options.batch_size
+        # The same tokens as a training answer (_prompt_and_answer): the prompt rendered once,
+        # each answer + end of turn tokenized on its own, all answers in one tokenizer call.
+        prompt = tok(self._render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
+        answers = tok([text + self.end_of_turn + "\n" for text in texts], add_special_tokens=False)["input_ids"]
+        scores: list[TextScore] = []
+        for start in range(0, len(texts), size):
+            completions = answers[start : start + size]
+            rows = [prompt + c for c in completions]
+            lengths = [len(c) for c in completions]
+            # Left padding: every row ends at the same position, so the logits of the last
+            # max(answer) + 1 positions cover every answer (no full-vocabulary logits for the video).
+            inputs: dict[str, Any] = {
+                "input_ids": pad_rows(rows, tok.pad_token_id, "left"),
+                "attention_mask": pad_rows([[1] * len(r) for r in rows], 0, "left"),
+            }
+            extras = [self.row_extras(r) for r in rows]
+            for key in extras[0]:
+                inputs[key] = pad_rows([e[key] for e in extras], 0, "left")
+            if features is not None:
+                inputs.update(self.model_inputs(shared, vision_features=features, repeat=len(rows)))
+            elif visuals:
+                inputs.update(self.visual_batch(visuals * len(rows)))
+            inputs = self._to_model(inputs, model)
+            keep = max(lengths) + 1
+            with torch.no_grad():
+                logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts token j + 1 of the kept window
+            targets = inputs["input_ids"][:, -(keep - 1):]
+            for i, n in enumerate(lengths):
+                lp = logprobs[i, keep - 1 - n :]
+                tgt = targets[i, keep - 1 - n :]
+                picked = lp.gather(-1, tgt[:, None])[:, 0]
+                greedy = bool((lp.argmax(-1) == tgt).all())
+                scores.append(TextScore(float(picked.sum()), n, greedy))
+        return scores
+
     # -- training ---------------------------------------------------------------------------
     def _prompt_and_answer(self, prompt_messages, visuals, answer: str) -> tuple[list[int], list[int]]:
         tok = self.processor
@@ -330,3 +429,26 @@ class HFChatBackend(Backend):
         model.save_pretrained(str(out_dir))
         tok = self.processor
         tok.save_pretrained(str(out_dir))
+        copy_processor_files(self.model_dir(), out_dir)
+
+
+#: Files beside the weights that processors and tokenizers read: a merged folder carries the
+#: starting checkpoint's own copy of each, byte for byte, so that AutoProcessor, lmms-eval,
+#: vLLM or ms-swift load a model temple trained exactly as they load the original.
+PROCESSOR_FILES = (
+    "preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json",
+    "chat_template.json", "chat_template.jinja", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model",
+)
+
+
+def copy_processor_files(source, out_dir) -> list[str]:
+    """Copy every processor/tokenizer file of ``source`` into ``out_dir`` (replacing the re-saved
+    ones); returns the names copied."""
+    copied = []
+    for name in PROCESSOR_FILES:
+        src = Path(source) / name
+        if src.is_file():
+            shutil.copyfile(src, Path(out_dir) / name)
+            copied.append(name)
+    return copied

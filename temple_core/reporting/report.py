@@ -3,7 +3,9 @@
 Sections, each present when its stage has run: the selection funnel (the paper's Table 4
 for this run) with the rejection reasons; per kept video its keyframes in order, grouped by
 segment; the preference pairs, chosen beside rejected, with the perturbed clip order shown
-on the thumbnails; pair counts per difficulty and perturbation; the training curves.
+on the thumbnails; pair counts per difficulty and perturbation; the training curves; the
+evaluation scores per checkpoint with their intervals and frame settings (and, for
+``temporal_order``, accuracy per perturbation x r), with a chart.
 Images are embedded (base64), so the file can be mailed or archived alone.
 """
 
@@ -151,6 +153,48 @@ def _training(layout: RunLayout) -> str:
     return "".join(parts)
 
 
+def _evaluation(run_dir: Path) -> str:
+    """Scores per checkpoint x evaluator, the frame settings beside them, per-cell tables, a chart."""
+    import tempfile
+
+    from temple_core.evaluation.compare import collect, plot
+    from temple_core.evaluation.results import format_score, run_results
+
+    results = run_results(run_dir)
+    if not results:
+        return ""
+    columns, rows = collect([run_dir])
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr><td>{_e(r['checkpoint'])}</td>"
+        + "".join(f"<td>{_e(format_score(r['results'][c]['score'], r['results'][c].get('interval')) if c in r['results'] else '-')}</td>" for c in columns)
+        + "</tr>" for r in rows)
+    parts = [f'<table class="scores"><tr><th>checkpoint</th>{head}</tr>{body}</table><p>score [95% bootstrap interval]</p>']
+    for result in results:
+        frames = (result.get("settings") or {}).get("frames") or {}
+        setting = ", ".join(f"{k} {v}" for k, v in frames.items())
+        parts.append(f"<h3>{_e(result['checkpoint'])}: {_e(result['evaluator'])}</h3>"
+                     f"<p>{_e(result.get('metric', ''))}: <b>{_e(format_score(result['score'], result.get('interval')))}</b> "
+                     f"over {_e(result.get('n'))} items; model {_e(result.get('model'))}; frames: {_e(setting)}; "
+                     f"{_e(result.get('seconds'))} s</p>")
+        metrics = result.get("metrics") or {}
+        for kind in ("length_normalised", "sum"):
+            cells = (metrics.get(kind) or {}).get("cells")
+            if not cells:
+                continue
+            keys = list(next(iter(cells.values())).keys())
+            rows_html = "".join(
+                f"<tr><td>{_e(p)}</td>" + "".join(f"<td>{_e(format_score(c[k]['accuracy'], c[k].get('interval')))} <small>n={c[k]['n']}</small></td>" for k in keys) + "</tr>"
+                for p, c in cells.items())
+            label = "per-token mean log-likelihood" if kind == "length_normalised" else "sum of log-likelihoods"
+            parts.append(f"<p>Accuracy by perturbation x r ({_e(label)}; chance {_e(metrics.get('chance'))}):</p>"
+                         f"<table><tr><th>perturbation</th>{''.join(f'<th>r = {_e(k)}</th>' if k != 'all' else '<th>all r</th>' for k in keys)}</tr>{rows_html}</table>")
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = plot(columns, rows, Path(tmp) / "scores.png")
+        parts.append(_png_tag(chart, "evaluation scores"))
+    return "".join(parts)
+
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
@@ -167,8 +211,8 @@ def build_report(run_dir: str | Path) -> str:
         raise TempleError(f"run directory not found: {run_dir}")
     layout = RunLayout(run_dir)
     videos_path, pairs_path, captions_path = layout.videos, layout.pairs, layout.captions
-    if not any(p.exists() for p in (videos_path, pairs_path, layout.train_dir)):
-        raise TempleError(f"{run_dir}: nothing to report (no select, generate or train output)")
+    if not any(p.exists() for p in (videos_path, pairs_path, layout.train_dir, layout.eval_dir)):
+        raise TempleError(f"{run_dir}: nothing to report (no select, generate, train or eval output)")
     videos = [VideoRecord.from_dict(d) for d in read_jsonl(videos_path)]
     pairs = read_jsonl(pairs_path)
     captions = {c["video_id"]: c for c in read_jsonl(captions_path)}
@@ -209,6 +253,9 @@ def build_report(run_dir: str | Path) -> str:
     training = _training(layout)
     if training:
         sections.append(f"<h2>Training</h2>{training}")
+    evaluation = _evaluation(run_dir)
+    if evaluation:
+        sections.append(f"<h2>Evaluation</h2>{evaluation}")
     body = "\n".join(sections)
     return f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>temple report: {_e(run_dir.name)}</title><style>{CSS}</style></head><body>{body}</body></html>'
 

@@ -11,6 +11,7 @@ OUTPUTS = {
     "select": lambda layout: [layout.videos],
     "generate": lambda layout: [layout.pairs, layout.captions, layout.generate_dir / "export"],
     "train": lambda layout: [layout.train_dir],
+    "eval": lambda layout: [layout.eval_dir],
 }
 
 
@@ -55,7 +56,22 @@ def _train_lines(s: dict) -> list[str]:
     return lines
 
 
-FORMATTERS = {"select": _select_lines, "generate": _generate_lines, "train": _train_lines}
+def _eval_lines(s: dict) -> list[str]:
+    from temple_core.evaluation.results import format_score
+
+    rows = s.get("results") or []
+    if not rows:
+        return ["no scores"]
+    width = max(len(str(r.get("evaluator"))) for r in rows)
+    lines = []
+    for row in rows:
+        lines.append(f"{row.get('checkpoint', '?'):<10} {row.get('evaluator', '?'):<{width}}  "
+                     f"{format_score(row.get('score'), row.get('interval'))}  ({row.get('n', '?')} items)")
+    lines.append("compare runs: temple compare RUN_DIR RUN_DIR...")
+    return lines
+
+
+FORMATTERS = {"select": _select_lines, "generate": _generate_lines, "train": _train_lines, "eval": _eval_lines}
 
 
 def _generic_lines(s: dict) -> list[str]:

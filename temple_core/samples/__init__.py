@@ -125,7 +125,59 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
                 _write(path, frames_of(shots, 128, 96), SYNTHETIC_FPS, 128, 96)
             paths.append(path)
         return paths
+    if name == "heldout_events":
+        return _heldout_events(out_dir)
     raise TempleError(f"unknown sample set {name!r}; available: {', '.join(SAMPLES)}")
 
 
-SAMPLES = ("transnetv2_test", "synthetic")
+#: ``heldout_events``: how many videos, frames per second, frame size.
+EVENT_VIDEOS, EVENT_FPS, EVENT_SIZE = 8, 10, (96, 64)
+_SPEED_WORDS = {1: "slowly", 2: "steadily", 3: "quickly"}
+
+
+def _scene_words(scene: int) -> str:
+    """What a person would say about a synthetic scene: its hue and how fast it drifts
+    (``samples.synthetic``: hue from the scene id, pan speed ``1 + scene % 3`` px/frame)."""
+    from temple_core.samples.synthetic import scene_hue
+
+    colour = scene_hue(scene)
+    article = "an" if colour[0] in "aeiou" else "a"
+    return f"{article} {colour} textured scene drifting {_SPEED_WORDS[1 + scene % 3]}"
+
+
+def _heldout_events(out_dir: Path) -> list[Path]:
+    import json
+    import random
+
+    from temple_core.samples.synthetic import Shot, frames_of
+
+    # Scenes whose descriptions differ, so that any change of order changes the text.
+    pool, seen = [], set()
+    for scene in range(20, 80):
+        words = _scene_words(scene)
+        if words not in seen:
+            seen.add(words)
+            pool.append(scene)
+    rng = random.Random("heldout_events")
+    width, height = EVENT_SIZE
+    paths = []
+    for index in range(EVENT_VIDEOS):
+        path = out_dir / f"heldout-events-{index}.mp4"
+        sidecar = path.with_suffix(".json")
+        scenes = rng.sample(pool, rng.randint(4, 6))
+        lengths = [rng.randint(10, 16) for _ in scenes]
+        if not (path.is_file() and sidecar.is_file()):
+            _write(path, frames_of([Shot(s, n) for s, n in zip(scenes, lengths)], width, height), EVENT_FPS, width, height)
+            events, at = [], 0
+            for scene, n in zip(scenes, lengths):
+                events.append({"start": round(at / EVENT_FPS, 3), "end": round((at + n) / EVENT_FPS, 3), "description": _scene_words(scene)})
+                at += n
+            data = {"events": events, "description": ". Then ".join(e["description"] for e in events) + "."}
+            tmp = sidecar.with_name(f".{sidecar.name}.tmp")
+            tmp.write_text(json.dumps(data, indent=2))
+            tmp.replace(sidecar)
+        paths.append(path)
+    return paths
+
+
+SAMPLES = ("transnetv2_test", "synthetic", "heldout_events")

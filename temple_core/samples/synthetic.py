@@ -29,6 +29,21 @@ class Shot:
     to: int = 0
 
 
+_HUE_NAMES = ((8, "red"), (22, "orange"), (34, "yellow"), (78, "green"), (96, "cyan"), (130, "blue"), (150, "purple"),
+              (170, "magenta"), (180, "red"))
+
+
+def _hue(scene: int) -> float:
+    # Golden-ratio hue steps keep consecutive scene ids far apart in colour.
+    return (scene * 0.618033988749895) % 1.0
+
+
+def scene_hue(scene: int) -> str:
+    """The colour name of a scene's tint (OpenCV hue bins)."""
+    hue = int(_hue(scene) * 179)
+    return next(name for bound, name in _HUE_NAMES if hue < bound)
+
+
 def scene_texture(scene: int, width: int, height: int) -> np.ndarray:
     """A large RGB texture unique to ``scene``: smooth noise tinted by a scene-specific hue."""
     rng = np.random.default_rng(1000 + scene)
@@ -37,8 +52,7 @@ def scene_texture(scene: int, width: int, height: int) -> np.ndarray:
     smooth = cv2.resize(noise, (tw, th), interpolation=cv2.INTER_CUBIC)
     detail = cv2.resize(rng.random((24, 36)).astype(np.float32), (tw, th), interpolation=cv2.INTER_LINEAR)
     value = np.clip(0.55 * smooth + 0.45 * detail, 0, 1)
-    # Golden-ratio hue steps keep consecutive scene ids far apart in colour.
-    hue = (scene * 0.618033988749895) % 1.0
+    hue = _hue(scene)
     hsv = np.zeros((th, tw, 3), np.uint8)
     hsv[..., 0] = int(hue * 179)
     hsv[..., 1] = (120 + 135 * smooth).clip(0, 255).astype(np.uint8)

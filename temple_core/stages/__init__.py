@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from temple_core.stages import eval as evaluate
 from temple_core.stages import generate, select, train
 
 
@@ -30,6 +31,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("select", select.Config, select.run),
     StageSpec("generate", generate.Config, generate.run),
     StageSpec("train", train.Config, train.run, substages=True),
+    StageSpec("eval", evaluate.Config, evaluate.run, substages=True),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 

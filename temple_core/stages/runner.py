@@ -28,7 +28,6 @@ from temple_core.distributed import barrier, rank_world
 from temple_core.recipe import Recipe, resolve_videos, video_ids
 from temple_core.stages import STAGES
 from temple_core.store import Ledger, RunLayout, RunLock
-from temple_core.store.ledger import FINISHED
 
 
 @attrs.define
@@ -121,8 +120,7 @@ def _run_locked(recipe, plugins, stages, progress, log, rank, world, layout) -> 
         fp = recipe.fingerprint(name)
         if stages is not None and name not in stages:
             # Not asked for: what follows reads its last finished outputs, if any.
-            state = ledger.state(name)
-            upstream = state.stamp if state is not None and state.event == FINISHED else None
+            upstream = ledger.stamp(name)
             continue
         done = ledger.finished(name, fp, upstream, folder)
         if done is not None:

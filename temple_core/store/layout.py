@@ -31,6 +31,9 @@ ENTRIES: tuple[tuple[str, str], ...] = (
     ("train/<k>-<name>/", "one training stage: adapter, merged weights, metrics.jsonl, curves.png"),
     ("train/curves.png", "all training stages on one time axis"),
     ("train/final.json", "the stages' summaries and the final model's folder"),
+    ("eval/<checkpoint>/<evaluator>.json", "score, 95% interval, settings (+ <evaluator>.jsonl: per-item records)"),
+    ("eval/index.json", "the evaluated checkpoints and evaluators, in recipe order"),
+    ("eval/_data/<evaluator>/", "held-out videos and clip captions shared by every checkpoint"),
     ("report.html", "what a person looks at (temple report RUN_DIR)"),
     ("<folder>.stale-<time>/", "outputs made outdated by a change to the recipe, moved aside, never deleted"),
 )
@@ -145,6 +148,29 @@ class RunLayout:
     def sft_compare(self) -> Path:
         return self.train_dir / "sft_compare.png"
 
+    # -- eval ----------------------------------------------------------------------------
+    @property
+    def eval_dir(self) -> Path:
+        return self.stage_dir("eval")
+
+    @property
+    def eval_index(self) -> Path:
+        return self.eval_dir / "index.json"
+
+    def eval_checkpoint(self, checkpoint: str) -> Path:
+        """``eval/<checkpoint>/``: every evaluator's results on one checkpoint."""
+        name = safe_component(checkpoint, "checkpoint name")
+        if name.startswith("_"):
+            raise ValueError(f"checkpoint name {name!r} must not start with '_' (eval/_data/ is temple's)")
+        return self.eval_dir / name
+
+    def eval_result(self, checkpoint: str, evaluator: str) -> Path:
+        return self.eval_checkpoint(checkpoint) / f"{safe_component(evaluator, 'evaluator label')}.json"
+
+    def eval_data(self, evaluator: str) -> Path:
+        """``eval/_data/<evaluator>/``: what an evaluator prepares once for every checkpoint."""
+        return self.eval_dir / "_data" / safe_component(evaluator, "evaluator label")
+
     # -- moving outdated outputs aside ---------------------------------------------------
     def inside(self, path: Path) -> bool:
         """Whether ``path`` lies inside the run directory (after resolving ``..`` and links)."""
@@ -219,3 +245,7 @@ def doc_tree() -> str:
     """The run directory's contract as the fenced block of docs/run-directory.md shows it."""
     width = max(len(path) for path, _ in ENTRIES) + len("<run_dir>/") + 2
     return "\n".join(f"{'<run_dir>/' + path:<{width}}{meaning}" for path, meaning in ENTRIES)
+
+
+if __name__ == "__main__":  # python -m temple_core.store.layout: the tree of docs/run-directory.md
+    print(doc_tree())

@@ -24,6 +24,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,29 +87,34 @@ class Ledger:
     def state(self, unit: str) -> Entry | None:
         return self.states().get(unit)
 
-    def finished(self, unit: str, fingerprint: str, upstream: str | None, folder: Path) -> Entry | None:
+    def finished(self, unit: str, fingerprint: str, upstream: str | None, outputs: Path | Sequence[Path]) -> Entry | None:
         """The unit's ``finished`` record when it is up to date: same fingerprint, same
-        upstream stamp, and its folder still there. ``None`` means it has work to do."""
+        upstream stamp, and its outputs (its folder, or its files) still there. ``None``
+        means it has work to do."""
         entry = self.state(unit)
         if (
             entry is not None
             and entry.event == FINISHED
             and entry.fingerprint == fingerprint
             and entry.upstream == upstream
-            and Path(folder).is_dir()
+            and all(p.exists() for p in _paths(outputs))
         ):
             return entry
         return None
 
     # -- writing (main process only) -----------------------------------------------------
-    def begin(self, unit: str, folder: Path, fingerprint: str, upstream: str | None, *, keep_folder: bool = False) -> str:
+    def begin(
+        self, unit: str, outputs: Path | Sequence[Path], fingerprint: str, upstream: str | None, *, keep_folder: bool = False
+    ) -> str:
         """Start or resume ``unit``; returns ``"resumed"`` or ``"started"``.
 
-        It resumes when its last record is ``started`` with this fingerprint and upstream
-        and its folder exists (an interrupted run: the unit skips the items it finished).
-        Otherwise an existing folder holds outdated (or unknown) outputs and is moved aside,
-        unless ``keep_folder`` (a stage whose sub-stages keep their own records)."""
-        folder = Path(folder)
+        ``outputs`` is the unit's folder, or the files it writes (a unit that shares a folder
+        with others, e.g. one evaluator on one checkpoint). It resumes when its last record is
+        ``started`` with this fingerprint and upstream and an output exists (an interrupted
+        run: the unit skips the items it finished). Otherwise existing outputs are outdated (or
+        unknown) and are moved aside, unless ``keep_folder`` (a stage whose sub-stages keep
+        their own records)."""
+        paths = _paths(outputs)
         entry = self.state(unit)
         resumable = (
             entry is not None
@@ -116,11 +122,13 @@ class Ledger:
             and entry.fingerprint == fingerprint
             and entry.upstream == upstream
         )
-        if folder.exists() and not resumable and not keep_folder:
-            aside = self.layout.move_aside(folder)
-            self._append(Entry(unit, MOVED, fingerprint=entry.fingerprint if entry else None, moved_to=str(aside)))
-            self.log(f"[{unit}] outdated by a change to the recipe or an earlier stage: old outputs moved to {aside}")
-        outcome = "resumed" if resumable and folder.exists() else "started"
+        present = [p for p in paths if p.exists()]
+        if present and not resumable and not keep_folder:
+            for path in present:
+                aside = self.layout.move_aside(path)
+                self._append(Entry(unit, MOVED, fingerprint=entry.fingerprint if entry else None, moved_to=str(aside)))
+                self.log(f"[{unit}] outdated by a change to the recipe or an earlier stage: old outputs moved to {aside}")
+        outcome = "resumed" if resumable and present else "started"
         self._append(Entry(unit, STARTED, fingerprint=fingerprint, upstream=upstream))
         return outcome
 
@@ -133,6 +141,15 @@ class Ledger:
         self._append(entry)
         return entry
 
+    def stamp(self, unit: str) -> str | None:
+        """The stamp of the unit's last finish, when that is its state (else ``None``)."""
+        entry = self.state(unit)
+        return entry.stamp if entry is not None and entry.event == FINISHED else None
+
     def _append(self, entry: Entry) -> None:
         entry = attrs.evolve(entry, time=time.strftime("%Y-%m-%d %H:%M:%S"), pid=os.getpid())
         append_jsonl(self.path, entry.to_dict())
+
+
+def _paths(outputs: Path | Sequence[Path]) -> list[Path]:
+    return [Path(outputs)] if isinstance(outputs, (str, Path)) else [Path(p) for p in outputs]

@@ -47,11 +47,14 @@ class Converter:
         self.interpolation = "BICUBIC" if width or height else None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        out = self.reformatter.reformat(
-            frame, self.width, self.height, self.format, interpolation=self.interpolation,
-            threads=1 if frame.width * frame.height <= _SMALL_PIXELS else 0,
-        )
+        threads = {"threads": 1 if frame.width * frame.height <= _SMALL_PIXELS else 0} if _REFORMAT_THREADS else {}
+        out = self.reformatter.reformat(frame, self.width, self.height, self.format, interpolation=self.interpolation, **threads)
         return out.to_ndarray(format=self.format)
+
+
+# ``reformat(threads=...)`` came with PyAV 16; older PyAV (lmms-eval's environment pins
+# av<16) converts with its default threads -- the same bytes, a little slower on small frames.
+_REFORMAT_THREADS = int(av.__version__.split(".")[0]) >= 16
 
 
 # 8-bit planar/semi-planar YUV layouts whose first plane is the luma (Y) plane.

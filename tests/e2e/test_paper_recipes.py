@@ -2,7 +2,8 @@
 
 The placeholders (/path/to/...) are replaced as a user would: checkpoint folders by tiny
 random-weight models of the family the recipe names, saved with save_pretrained; the video
-folder by real videos; the SFT and pairs files by the shipped examples. Then `temple
+folders by real videos (held-out ones apart); the SFT, pairs and multiple-choice files by the
+shipped examples; the lmms-eval interpreter by this one. Then `temple
 validate` runs on the file, and every backend the recipe names loads its checkpoint.
 """
 
@@ -64,7 +65,14 @@ def fill_placeholders(text: str, tmp_path: Path, checkpoints: dict) -> str:
 
     # Comments may mention the placeholders too; only the YAML matters.
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    heldout = tmp_path / "heldout"
+    heldout.mkdir(exist_ok=True)
+    for sample in (ROOT / "examples" / "eval" / "videos").glob("*.mp4"):
+        shutil.copy(sample, heldout)
     text = re.sub(r"/path/to/videos/?", str(videos), text)
+    text = re.sub(r"/path/to/heldout-videos/?", str(heldout), text)
+    text = text.replace("/path/to/lmms-venv/bin/python", sys.executable)
+    text = re.sub(r"/path/to/[^\s,\]}]*-mc\.jsonl", str(ROOT / "examples" / "eval" / "sample_mc.jsonl"), text)
     text = re.sub(r"/path/to/[^\s,\]}]*sft[^\s,\]}]*\.jsonl", str(ROOT / "examples" / "sft" / "sample.jsonl"), text)
     text = re.sub(r"/path/to/[^\s,\]}]*\.jsonl", str(ROOT / "examples" / "pairs" / "sample.jsonl"), text)
     text = re.sub(r"(?:\.\./)*runs/[^\s,\]}]*/generate/pairs\.jsonl", str(ROOT / "examples" / "pairs" / "sample.jsonl"), text)

@@ -2,12 +2,13 @@
 
 Runs the real examples/recipes/quickstart.yaml (real footage and synthetic videos, shot
 detection, grouping, heuristic captions, perturbations, pairs, four DPO stages and SFT on a
-tiny random-weight Qwen2-VL) from a working directory outside the checkout (the recipe's
-paths are relative to the recipe file), then checks the run directory against
-ARCHITECTURE.md's contract, that a second run does nothing, and that deleting a stage's
-output re-runs that stage and what follows it only.
+tiny random-weight Qwen2-VL, then the evaluation of base and final) from a working directory
+outside the checkout (the recipe's paths are relative to the recipe file), then checks the
+run directory against ARCHITECTURE.md's contract, that a second run does nothing, and that
+deleting a stage's output re-runs that stage and what follows it only.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -75,9 +76,20 @@ def test_run_directory_contract(quickstart):
         assert metrics and all("loss" in m for m in metrics if "loss" in m)
     assert (run_dir / "train" / "curves.png").is_file()
     assert "final model:" in out and "4-sft/merged" in out
+    for checkpoint in ("base", "final"):
+        for evaluator in ("temporal_order", "multiple_choice"):
+            result = json.loads((run_dir / "eval" / checkpoint / f"{evaluator}.json").read_text())
+            assert 0.0 <= result["score"] <= 1.0 and result["interval"] and result["n"] > 0
+            assert result["settings"]["frames"]["max_frames"] == 8
+            assert (run_dir / "eval" / checkpoint / f"{evaluator}.jsonl").is_file()
+    final = json.loads((run_dir / "eval" / "final" / "temporal_order.json").read_text())
+    assert final["model"].endswith("4-sft/merged")
+    held = {Path(r["video"]).resolve() for r in read_jsonl(run_dir / "eval" / "final" / "temporal_order.jsonl")}
+    assert held.isdisjoint({Path(p["video_path"]).resolve() for p in pairs}), "held-out videos are not training videos"
+    assert "  eval (" in out and "temporal_order" in out and "multiple_choice" in out
     temple("report", str(run_dir), cwd=run_dir.parent)
     page = (run_dir / "report.html").read_text()
-    assert "Training" in page and "Preference pairs" in page and "Selection" in page
+    assert "Training" in page and "Preference pairs" in page and "Selection" in page and "Evaluation" in page
 
 
 def test_second_run_does_no_work(quickstart):
@@ -97,6 +109,7 @@ def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):
     assert "[select] up to date" in out
     assert "  generate (" in out and "  generate (up to date)" not in out
     assert "  train (" in out and "  train (up to date)" not in out
+    assert "  eval (" in out and "  eval (up to date)" not in out
     assert Ledger(run_dir).state("select") == select_record, "select was not run again"
     assert read_jsonl(run_dir / "generate" / "pairs.jsonl") == old_pairs, "same seed, same pairs"
     stale = sorted(p.name.split(".stale-")[0] for p in run_dir.glob("train/*.stale-*"))

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The checks that need torchvision, in a second environment: lmms-eval 0.7.3 + torchvision +
+# temple (editable), built from scratch in .venv-lmms (or $TEMPLE_LMMS_VENV), then, from
+# temple's own environment (.venv, or the active one):
+#   * tests/evaluation/test_lmms_bridge.py -- lmms-eval scores two local tasks on a tiny merged
+#     checkpoint through temple's model class (--model temple), and temple collects the scores;
+#   * tests/backends/test_processor_files.py -- transformers' AutoProcessor loads merged folders.
+# .ci/run calls it after the main suite. Measured on the 2-core CI machine: building the
+# environment takes ~6 min with an empty pip cache (~1.5 min warm; 7 GB: torch's CUDA wheels),
+# the tests ~2.5 min.
+#   bash scripts/lmms_eval_bridge.sh            # build (if missing) and test
+#   TEMPLE_LMMS_REBUILD=1 bash scripts/lmms_eval_bridge.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+VENV="${TEMPLE_LMMS_VENV:-.venv-lmms}"
+PYTHON="${TEMPLE_PYTHON:-$(command -v python)}"
+started=$(date +%s)
+if [ -n "${TEMPLE_LMMS_REBUILD:-}" ] || [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import lmms_eval, torchvision, temple_core" 2>/dev/null; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c scripts/lmms-constraints.txt torch torchvision
+  "$VENV/bin/python" -m pip install -q -c scripts/lmms-constraints.txt lmms-eval
+  "$VENV/bin/python" -m pip install -q -c scripts/lmms-constraints.txt -e .
+  echo "lmms-bridge: built $VENV in $(( $(date +%s) - started )) s"
+fi
+"$VENV/bin/python" -c "import torch, torchvision, lmms_eval, importlib.metadata as m; print('lmms-bridge: torch', torch.__version__, 'torchvision', torchvision.__version__, 'lmms-eval', m.version('lmms_eval'))"
+LMMS_PYTHON="$(cd "$VENV" && pwd)/bin/python"
+TEMPLE_LMMS_PYTHON="$LMMS_PYTHON" TEMPLE_TORCHVISION_PYTHON="$LMMS_PYTHON" \
+  "$PYTHON" -m pytest tests/evaluation/test_lmms_bridge.py tests/backends/test_processor_files.py -q -k "lmms_eval_scores or autoprocessor"
+echo "lmms-bridge: done in $(( $(date +%s) - started )) s"
