@@ -1,15 +1,18 @@
 """kill -9 at random points of a whole run, then resume: are the outputs an uninterrupted run's?
 
-    python benchmarks/kill_resume.py --trials 12 [--seed 0] [--out kill_resume.json]
+    python benchmarks/kill_resume.py --trials 18 [--seed 0] [--out kill_resume.json]
 
 One small recipe runs every stage on the CPU: select (PySceneDetect on the three synthetic
 sample videos, written once into a shared folder so every run reads the same bytes),
 generate (heuristic captions, drop/shuffle/reverse at r = 4, 2), train (two DPO stages and
 an SFT stage on the tiny random Qwen2-VL, a checkpoint every step). First it runs
 uninterrupted (the reference, time T). Then each trial starts the same recipe in a fresh run
-directory, sends SIGKILL to the whole process group (the run and its decode worker) at a
-random moment in (0.03 T, 0.97 T), runs it again to the end, and compares with the
-reference:
+directory, sends SIGKILL to the whole process group (the run and its decode worker), runs it
+again to the end, and compares with the reference. The kill lands, in turn, inside each
+target -- ``select``, ``generate``, every training stage, a merge (``merged.tmp`` being
+written) -- a random moment shortly after the target began (0-0.5 s for select and
+generate, 0-50 ms for a merge, 0-1.5 s for a training stage), and every third trial at a random
+moment in (0.03 T, 0.97 T) of the whole run:
 
 * ``select/videos.jsonl``, ``generate/captions.jsonl``, ``generate/pairs.jsonl``: equal
   records (paths inside the run directory compared relative to it);
@@ -84,6 +87,16 @@ def running_unit(run_dir: Path) -> str:
     if started:
         return started[-1]
     return "(after the last stage)" if states else "(before the first stage)"
+
+
+def reached(run_dir: Path, target: str) -> bool:
+    """Whether the run has begun ``target`` (a ledger unit, or ``merge``)."""
+    from temple_core.store import Ledger
+
+    if target == "merge":
+        return any((run_dir / "train").glob("*/merged.tmp")) if (run_dir / "train").is_dir() else False
+    entry = Ledger(run_dir).state(target)
+    return entry is not None
 
 
 def outputs(run_dir: Path) -> dict:
@@ -161,12 +174,21 @@ def main() -> int:
         total = time.time() - began
         reference = outputs(ref_dir)
         print(f"reference run: {total:.1f} s; {len(reference['pairs'])} pairs, stages {sorted(reference['stages'])}", flush=True)
+        targets = ["select", "generate", *(f"train/{name}" for name in sorted(reference["stages"])), "merge"]
         trials = []
         for i in range(args.trials):
             run_dir, path = prepare(f"trial{i}")
-            delay = rng.uniform(0.03, 0.97) * total
+            target = None if i % 3 == 2 else targets[(i - i // 3) % len(targets)]
             child = start(path)
-            time.sleep(delay)
+            began = time.time()
+            if target is None:
+                time.sleep(rng.uniform(0.03, 0.97) * total)
+            else:
+                while child.poll() is None and not reached(run_dir, target):
+                    time.sleep(0.01)
+                # select and generate take about a second here, a merge a fraction of one.
+                time.sleep(rng.uniform(0.0, {"merge": 0.05, "select": 0.5, "generate": 0.5}.get(target, 1.5)))
+            delay = time.time() - began
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
@@ -175,7 +197,8 @@ def main() -> int:
                 where = "(finished before the kill)"
             run_to_end(path)
             diff = differences(reference, outputs(run_dir))
-            trials.append({"trial": i, "kill_after_s": round(delay, 1), "killed_in": where, "clean": not diff, "differences": diff})
+            trials.append({"trial": i, "target": target or "random", "kill_after_s": round(delay, 1), "killed_in": where,
+                           "clean": not diff, "differences": diff})
             print(f"trial {i}: killed after {delay:.1f} s in {where}: {'clean' if not diff else 'DIFFERS: ' + ', '.join(diff)}", flush=True)
     clean = sum(t["clean"] for t in trials)
     print(f"{clean} of {len(trials)} resumed runs equal the uninterrupted run")
