@@ -123,7 +123,7 @@ class InternVLBackend(HFChatBackend):
     #: (original folder, converted folder) once an original checkpoint was converted.
     _converted: tuple[str, str] | None = None
 
-    def _model_class(self):
+    def model_class(self):
         from transformers import InternVLForConditionalGeneration
 
         return InternVLForConditionalGeneration
@@ -141,7 +141,7 @@ class InternVLBackend(HFChatBackend):
             return self._converted[1]
         return folder
 
-    def _tiny_config(self, tok):
+    def tiny_config(self, tok):
         from transformers import InternVLConfig
 
         ids = tok.convert_tokens_to_ids
@@ -223,13 +223,8 @@ class InternVLBackend(HFChatBackend):
         return {"pixel_values": torch.cat([v["pixels"] for v in visuals])} if visuals else {}
 
     # -- training ---------------------------------------------------------------------------
-    @staticmethod
-    def _inner(model):
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return base.model
-
     def vision_features(self, model, shared):
-        inner = self._inner(model)
+        inner = self.inner_model(model)
         cfg = inner.config
         out = inner.get_image_features(
             shared["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,

@@ -2,8 +2,8 @@
 classes: option fields, lazy loading from a directory or a cached ``tiny-random`` preset,
 chat-template rendering with visual placeholders expanded to their token counts, batched
 generation (left padding, one ``generate`` per chunk), preference/SFT encoding and padding,
-and LoRA surgery. A family subclass supplies only what differs: the model class, the tiny
-config, its visual tensors (:meth:`HFChatBackend.visual_inputs`, :meth:`HFChatBackend.visual_batch`)
+and LoRA surgery. A family subclass supplies only what differs: the model class
+(:meth:`HFChatBackend.model_class`), the tiny config (:meth:`HFChatBackend.tiny_config`), its visual tensors (:meth:`HFChatBackend.visual_inputs`, :meth:`HFChatBackend.visual_batch`)
 and how they enter the model (:meth:`vision_features`, :meth:`model_inputs`).
 """
 
@@ -22,13 +22,16 @@ from temple_core.errors import ModelError, SkipSample
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 
 
-def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136):
+def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136, presets: tuple[str, ...] = ("tiny-random",)):
+    """The attrs options class every ``HFChatBackend`` family starts from (subclass it to add
+    family options). ``presets``: the preset names the family's :meth:`HFChatBackend.tiny_config` builds."""
+
     @attrs.define(kw_only=True)
     class Options:
         #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/.
         path: str | None = None
         #: A built-in test model instead of ``path``: ``tiny-random`` (random weights, built once, cached).
-        preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(["tiny-random"])))
+        preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(list(presets))))
         #: torch dtype name (auto, float32, bfloat16, float16).
         dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(["auto", "float32", "bfloat16", "float16"]))
         #: Device of the whole model (ignored when device_map is given).
@@ -71,22 +74,29 @@ class HFChatBackend(Backend):
     placeholder_pattern = r"<\|(?:video|image)_pad\|>"
 
     # -- loading ----------------------------------------------------------------------------
-    def _model_class(self):
+    def model_class(self):
+        """The transformers model class (``...ForConditionalGeneration``) of this backend's
+        checkpoints. May read :meth:`model_dir`'s ``config.json`` when one family has several
+        classes (e.g. dense and MoE)."""
         raise NotImplementedError
 
-    def _tiny_config(self, tok):
+    def tiny_config(self, tok):
+        """A small config of :meth:`model_class` for ``options.preset`` (``tok``: the tiny tokenizer,
+        for the vocabulary size and special-token ids)."""
         raise NotImplementedError
 
-    def _preset_dir(self) -> Path:
+    def preset_dir(self) -> Path:
+        """The folder of ``options.preset``: built once (seed 0) into ``$TEMPLE_CACHE/presets``,
+        then loaded like any checkpoint."""
         folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}"
         if (folder / "config.json").is_file():
             return folder
         # Built once, deterministically, then loaded through the same path code as a checkpoint.
         tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token)
-        config = self._tiny_config(tok)
+        config = self.tiny_config(tok)
         with torch.random.fork_rng():  # seeded build without disturbing the caller's RNG
             torch.manual_seed(0)
-            model = self._model_class()(config)
+            model = self.model_class()(config)
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(self.end_of_turn)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.bos_token_id = None
@@ -101,7 +111,7 @@ class HFChatBackend(Backend):
         return folder
 
     def model_dir(self) -> str:
-        return str(self._preset_dir()) if self.options.preset else self.options.path
+        return str(self.preset_dir()) if self.options.preset else self.options.path
 
     def load_model(self, path: str | None = None):
         if path is not None:
@@ -117,7 +127,7 @@ class HFChatBackend(Backend):
                 kwargs["attn_implementation"] = self.options.attn_implementation
             if self.options.device_map:
                 kwargs["device_map"] = self.options.device_map
-            model = self._model_class().from_pretrained(folder, **kwargs)
+            model = self.model_class().from_pretrained(folder, **kwargs)
             if not self.options.device_map:
                 model.to(self.options.device)
             self._model = model.eval()
@@ -155,8 +165,9 @@ class HFChatBackend(Backend):
         """Short name of the vision tower module (``visual`` for Qwen)."""
         raise NotImplementedError
 
-    def _render(self, messages, visuals: list[dict], add_generation_prompt: bool) -> str:
-        """Chat-template text with each visual placeholder expanded to its token count."""
+    def render(self, messages, visuals: list[dict], add_generation_prompt: bool) -> str:
+        """Chat-template text with each visual placeholder expanded to its token count (the
+        prompt text a transformers processor would build from ``messages``)."""
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         queue = list(visuals)
 
@@ -188,7 +199,7 @@ class HFChatBackend(Backend):
         for conversation in conversations:
             items = [c for m in conversation if not isinstance(m["content"], str) for c in m["content"] if c["type"] in ("video", "image")]
             vis = [self.visual_inputs(c) for c in items]
-            rows.append(tok(self._render(conversation, vis, True), add_special_tokens=False)["input_ids"])
+            rows.append(tok(self.render(conversation, vis, True), add_special_tokens=False)["input_ids"])
             visuals += vis
         # Left padding: every row's last prompt token sits at the end, so one generate call serves all.
         input_ids = pad_rows(rows, tok.pad_token_id, "left")
@@ -221,7 +232,7 @@ class HFChatBackend(Backend):
     # -- training ---------------------------------------------------------------------------
     def _prompt_and_answer(self, prompt_messages, visuals, answer: str) -> tuple[list[int], list[int]]:
         tok = self.processor
-        prompt = tok(self._render(prompt_messages, visuals, True), add_special_tokens=False)["input_ids"]
+        prompt = tok(self.render(prompt_messages, visuals, True), add_special_tokens=False)["input_ids"]
         completion = tok(answer + self.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
         return prompt, completion
 
@@ -266,7 +277,7 @@ class HFChatBackend(Backend):
         for k, m in enumerate(converted):
             if m["role"] != "assistant":
                 continue
-            head = self._render(converted[:k], visuals[: self._count(converted[:k])], True)
+            head = self.render(converted[:k], visuals[: self._count(converted[:k])], True)
             head_ids = tok(head, add_special_tokens=False)["input_ids"]
             prompt_part = head_ids[done:]
             text = "".join(c.get("text", "") for c in m["content"])
@@ -309,6 +320,14 @@ class HFChatBackend(Backend):
             batch[key] = pad_rows([e[key] for e in encoded], 0)
         batch.update(self.visual_batch([v for e in encoded for v in e["visuals"]]))
         return batch
+
+    @staticmethod
+    def inner_model(model):
+        """The ``...Model`` inside a ``...ForConditionalGeneration``, through a PEFT wrapper if
+        there is one: where ``get_video_features`` / ``get_image_features`` live (for
+        :meth:`vision_features`)."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return base.model
 
     # -- surgery ----------------------------------------------------------------------------
     def vision_module_names(self, model) -> list[str]:
