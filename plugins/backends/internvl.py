@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from temple_core.errors import ModelError
-from temple_core.models.hf import HFChatBackend
+from temple_core.models.hf import AnswerAfterThinking, HFChatBackend, options_class
 from temple_core.hookspecs import hookimpl
 from temple_core.models.vision_tokens import cache_dir, item_frames, resize_uint8
 from temple_plugins.backends.internvl_original import converted_dir, is_original
@@ -87,7 +87,7 @@ def image_uint8(image) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, -1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
-        raise ModelError(f"internvl2_5: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
+        raise ModelError(f"internvl: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
     return np.array(array[..., :3])  # a writable copy (torch warns on read-only arrays)
 
 
@@ -96,8 +96,16 @@ def _positive(instance, attribute, value):
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
+#: The tiny-random presets, one per language-model family of the InternVL releases (the vision
+#: tower, projector and visual tokens are the same classes in all of them):
+#: ``tiny-random`` -- Qwen2 (InternVL3-1B..78B, InternVL2.5-1B/4B/38B/78B);
+#: ``tiny-random-internvl3_5`` -- Qwen3 with its q/k norms and explicit head_dim (InternVL3.5-1B..38B-HF);
+#: ``tiny-random-llama`` -- Llama (InternLM2 converted: InternVL2.5-2B/8B/26B-hf, the paper's model).
+PRESETS = {"tiny-random": "qwen2", "tiny-random-internvl3_5": "qwen3", "tiny-random-llama": "llama"}
+
+
 @attrs.define(kw_only=True)
-class InternVLOptions(HFChatBackend.Options):
+class InternVLOptions(options_class(presets=tuple(PRESETS))):
     #: Tile images dynamically, as transformers' InternVLProcessor does (false: one tile per image).
     image_tiling: bool = True
     #: Fewest tiles per image (thumbnail not counted); None: the checkpoint's preprocessor_config.json min_patches, else 1.
@@ -110,10 +118,11 @@ class InternVLOptions(HFChatBackend.Options):
             raise ValueError(f"min_image_tiles ({self.min_image_tiles}) > max_image_tiles ({self.max_image_tiles})")
 
 
-class InternVLBackend(HFChatBackend):
-    """InternVL2.5 (transformers ``InternVLForConditionalGeneration``)."""
+class InternVLBackend(AnswerAfterThinking, HFChatBackend):
+    """InternVL2.5 / InternVL3 / InternVL3.5 (transformers ``InternVLForConditionalGeneration``;
+    InternVL3.5's thinking mode: the answer is the text after ``</think>``)."""
 
-    family = "internvl2_5"
+    family = "internvl"
     Options = InternVLOptions
     model_types = ("internvl",)
     remote_types = ("internvl_chat",)
@@ -145,12 +154,14 @@ class InternVLBackend(HFChatBackend):
         from transformers import InternVLConfig
 
         ids = tok.convert_tokens_to_ids
+        text = dict(model_type=PRESETS[self.options.preset], vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, initializer_range=0.2,
+                    tie_word_embeddings=False, bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
+        if text["model_type"] == "qwen3":
+            text["head_dim"] = 32  # Qwen3 sets head_dim apart from hidden_size / heads (128 at 4096 / 32 in the 8B)
         return InternVLConfig(
             vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=[56, 56], patch_size=[14, 14]),
-            text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, initializer_range=0.2,
-                             tie_word_embeddings=False, bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tok.pad_token_id),
-            image_token_id=ids("<IMG_CONTEXT>"), image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
+            text_config=text, image_token_id=ids("<IMG_CONTEXT>"), image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
         )
 
     # -- visual tensors ---------------------------------------------------------------------
@@ -246,6 +257,13 @@ class InternVLBackend(HFChatBackend):
                 and name.count("vision_tower") + name.count("multi_modal_projector") == 1]
 
 
+class InternVL25Backend(InternVLBackend):
+    """``internvl2_5``: the name this backend had before InternVL3/3.5 (the same backend)."""
+
+    family = "internvl2_5"
+
+
 @hookimpl
 def register_backends(register):
-    register("internvl2_5", InternVLBackend)
+    register("internvl", InternVLBackend)
+    register("internvl2_5", InternVL25Backend)

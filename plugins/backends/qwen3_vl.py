@@ -37,9 +37,9 @@ import torch
 
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
-from temple_core.models.hf import options_class
+from temple_core.models.hf import AnswerAfterThinking, options_class
 from temple_core.models.vision_tokens import qwen_patchify, sample_video
-from temple_plugins.backends.qwen_vl import SPECIAL_TOKENS, AnswerAfterThinking, QwenVLBackend, tiny_token_ids
+from temple_plugins.backends.qwen_vl import SPECIAL_TOKENS, QwenVLBackend, tiny_token_ids
 
 #: Qwen3-VL's defaults (transformers' Qwen3VLVideoProcessor, Qwen3-VL checkpoints' preprocessor configs).
 QWEN3_MEAN = (0.5, 0.5, 0.5)

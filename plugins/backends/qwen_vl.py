@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from temple_core.models.hf import HFChatBackend
+from temple_core.models.hf import AnswerAfterThinking, HFChatBackend
 from temple_core.hookspecs import hookimpl
 from temple_core.models.vision_tokens import item_frames, qwen_patchify
 
@@ -158,24 +158,6 @@ class Qwen2_5VLBackend(QwenVLBackend):
                                spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1]),
             **tiny_token_ids(tok),
         )
-
-
-class AnswerAfterThinking:
-    """Answers of models that reason first in ``<think>...</think>``: the text after the last
-    ``</think>`` (MiMo-VL, Qwen3-VL Thinking); text without the tags is the answer as it is."""
-
-    def clean(self, text: str) -> str:
-        # The answer is what follows the last </think>; a reasoning never closed has no answer yet.
-        if "</think>" in text:
-            return text.rsplit("</think>", 1)[1].strip()
-        return text.replace("<think>", "").strip()
-
-    def decode(self, ids) -> str:
-        # Some tokenizers mark <think>/</think> special: keep them so clean() can split on them.
-        tok = self.processor
-        keep = {"<think>", "</think>"}
-        drop = {tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens if t not in keep}
-        return tok.decode([int(i) for i in ids if int(i) not in drop], skip_special_tokens=False)
 
 
 class MiMoVLBackend(AnswerAfterThinking, Qwen2_5VLBackend):

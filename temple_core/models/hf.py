@@ -3,8 +3,9 @@ classes: option fields, lazy loading from a directory or a cached ``tiny-random`
 chat-template rendering with visual placeholders expanded to their token counts, batched
 generation (left padding, one ``generate`` per chunk), preference/SFT encoding and padding,
 and LoRA surgery. A family subclass supplies only what differs: the model class
-(:meth:`HFChatBackend.model_class`), the tiny config (:meth:`HFChatBackend.tiny_config`), its visual tensors (:meth:`HFChatBackend.visual_inputs`, :meth:`HFChatBackend.visual_batch`)
-and how they enter the model (:meth:`vision_features`, :meth:`model_inputs`).
+(:meth:`HFChatBackend.model_class`), the tiny config (:meth:`HFChatBackend.tiny_config`), its
+visual tensors (:meth:`HFChatBackend.visual_inputs`, :meth:`HFChatBackend.visual_batch`) and how
+they enter the model (:meth:`vision_features`, :meth:`model_inputs`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
     class Options:
         #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/.
         path: str | None = None
-        #: A built-in test model instead of ``path``: ``tiny-random`` (random weights, built once, cached).
+        #: A built-in test model instead of ``path`` (random weights, built once, cached): ``tiny-random``, or another preset of the family (docs/backends.md).
         preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(list(presets))))
         #: torch dtype name (auto, float32, bfloat16, float16).
         dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(["auto", "float32", "bfloat16", "float16"]))
@@ -54,6 +55,25 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         trust_remote_code: bool = False
 
     return Options
+
+
+class AnswerAfterThinking:
+    """Mixin (first in the bases) for models that may reason first in ``<think>...</think>``
+    (MiMo-VL, Qwen3-VL Thinking, InternVL3.5's thinking mode): the answer is the text after the
+    last ``</think>``; text without the tags is the answer as it is."""
+
+    def clean(self, text: str) -> str:
+        # The answer is what follows the last </think>; a reasoning never closed has no answer yet.
+        if "</think>" in text:
+            return text.rsplit("</think>", 1)[1].strip()
+        return text.replace("<think>", "").strip()
+
+    def decode(self, ids) -> str:
+        # Some tokenizers mark <think>/</think> special: keep them so clean() can split on them.
+        tok = self.processor
+        keep = {"<think>", "</think>"}
+        drop = {tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens if t not in keep}
+        return tok.decode([int(i) for i in ids if int(i) not in drop], skip_special_tokens=False)
 
 
 class HFChatBackend(Backend):
