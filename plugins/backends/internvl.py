@@ -36,7 +36,7 @@ import torch
 from temple_core.errors import ModelError
 from temple_core.models.hf import AnswerAfterThinking, HFChatBackend, options_class
 from temple_core.hookspecs import hookimpl
-from temple_core.models.vision_tokens import cache_dir, item_frames, resize_uint8
+from temple_core.models.vision_tokens import cache_dir, image_uint8, item_frames, resize_uint8
 from temple_plugins.backends.internvl_original import converted_dir, is_original
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,18 +77,6 @@ def tiled_image_processor_class():
 
     TiledImageProcessor.__doc__ = tiled_image_processor_class.__doc__
     return TiledImageProcessor
-
-
-def image_uint8(image) -> np.ndarray:
-    """An image content item's ``image`` (PIL image or ``(H, W[, C])`` array) -> ``(H, W, 3) uint8`` RGB."""
-    if hasattr(image, "convert"):  # PIL: palette, grey, RGBA ... -> RGB, as the processor's do_convert_rgb
-        image = image.convert("RGB")
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, -1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
-        raise ModelError(f"internvl: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
-    return np.array(array[..., :3])  # a writable copy (torch warns on read-only arrays)
 
 
 def _positive(instance, attribute, value):
@@ -204,7 +192,7 @@ class InternVLBackend(AnswerAfterThinking, HFChatBackend):
         if low > high:
             raise ModelError(f"{self.family}: min_image_tiles {low} > max_image_tiles {high}")
         # crop_to_patches as the option says: InternVLProcessor passes True whatever the checkpoint's config holds.
-        out = proc(images=[image_uint8(image)], crop_to_patches=opts.image_tiling, min_patches=low, max_patches=high, return_tensors="pt")
+        out = proc(images=[image_uint8(image, self.family)], crop_to_patches=opts.image_tiling, min_patches=low, max_patches=high, return_tensors="pt")
         return out["pixel_values"]
 
     def visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Family-independent helpers the backends share: frames from a video content item, resizing
+"""Family-independent helpers the backends share (public: third-party backends use them too):
+frames from a video content item (at a rate, or a fixed count), resizing
 that matches the transformers processors without torchvision, Qwen-style patch flattening,
 a tiny tokenizer for the ``tiny-random`` presets, and padding.
 
@@ -75,6 +76,27 @@ def item_frames(item: dict[str, Any] | str, fps: float, max_frames: int) -> tupl
     return video.frames, video.fps
 
 
+def uniform_indices(first: int, stop: int, count: int) -> list[int]:
+    """``count`` indices spread uniformly over ``[first, stop)``, both ends included and
+    truncated, as lmms-eval's and LLaVA's video loaders pick frames
+    (``np.linspace(first, stop - 1, count, dtype=int)``): a range shorter than ``count``
+    repeats frames, so every video gets exactly ``count``."""
+    if stop <= first or count < 1:
+        raise VideoError(f"no frames to pick: [{first}, {stop}), count {count}")
+    return [int(i) for i in np.linspace(first, stop - 1, count, dtype=int)]
+
+
+def read_video_frames(path: str | Path, count: int, start: float | None = None, end: float | None = None) -> np.ndarray:
+    """Exactly ``count`` frames ``(count, H, W, 3) uint8`` of ``[start, end)`` seconds of a video
+    file (all of it when both are None), at :func:`uniform_indices` of its native frames -- for
+    families that take a fixed number of frames per video rather than a rate."""
+    from temple_core.video.source import VideoSource, frame_range
+
+    source = VideoSource(path)
+    first, stop = frame_range(source.num_frames, source.fps, start, end)
+    return np.stack(source.read_frames(uniform_indices(first, stop, count)))
+
+
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Qwen2-VL's ``smart_resize`` (transformers' own function, imported: it needs no torchvision)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
@@ -120,6 +142,22 @@ def qwen_patchify(
     patches = video.reshape(gt, temporal_patch_size, 3, gh // merge_size, merge_size, patch_size, gw // merge_size, merge_size, patch_size)
     patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
     return patches.reshape(gt * gh * gw, 3 * temporal_patch_size * patch_size * patch_size), [gt, gh, gw]
+
+
+def image_uint8(image, family: str = "backend") -> np.ndarray:
+    """An image content item's ``image`` (PIL image, any mode, or ``(H, W[, C])`` array) ->
+    ``(H, W, 3) uint8`` RGB, as the processors' ``do_convert_rgb``; anything else is a
+    :class:`ModelError` naming ``family``."""
+    from temple_core.errors import ModelError
+
+    if hasattr(image, "convert"):  # PIL: palette, grey, RGBA ... -> RGB
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, -1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
+        raise ModelError(f"{family}: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
+    return np.array(array[..., :3])  # a writable copy (torch warns on read-only arrays)
 
 
 def pad_rows(rows: list[list[int]], value: int, side: str = "right") -> torch.Tensor:
