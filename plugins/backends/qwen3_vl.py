@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
