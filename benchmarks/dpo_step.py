@@ -9,14 +9,13 @@ same load from anything else on the machine) and reports the median step of each
 training (policy != reference) it computes the loss of one batch both ways. Peak memory:
 one more process per (model, setting), so each peak RSS is its own.
 
-Models (random weights, Qwen2-VL classes, loaded by the qwen2_vl backend through ``path:``):
+    python benchmarks/dpo_step.py --backend qwen3_vl --models tiny,mid-2b,mid-8b
 
-* ``tiny``   -- the backend's ``tiny-random`` preset (2+2 layers, width 64/32);
-* ``mid-2b`` -- Qwen2-VL-2B's proportions scaled down: the vision tower costs ~1.9x the
-  language model per video token, as in the 2B model (675M ViT on 4 patches per token vs a
-  1.5B LM);
-* ``mid-7b`` -- Qwen2-VL-7B's proportions scaled down: the vision tower costs ~0.4x the
-  language model per video token (same ViT, 7B LM), so there is less to save.
+Models: random weights of the backend's own classes (``--backend``: qwen2_vl, qwen3_vl),
+loaded through ``path:``; ``tiny`` is its ``tiny-random`` preset, ``mid-*`` scale a release's
+proportions down (``benchmarks/random_models.py``): ``mid-2b``, the tower costs about as much
+as the language model per video token or more; ``mid-7b`` (Qwen2-VL) / ``mid-8b`` (Qwen3-VL),
+~0.3-0.4x, so there is less to save.
 """
 
 from __future__ import annotations
@@ -34,13 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (text: hidden, layers, intermediate, heads, kv heads) and (vision: embed, depth, heads, mlp ratio)
-MODELS = {
-    "tiny": None,
-    "mid-2b": dict(text=(512, 8, 2048, 8, 2), vision=(384, 8, 6, 4)),
-    "mid-7b": dict(text=(768, 8, 4096, 12, 4), vision=(256, 6, 4, 4)),
-}
-
+from random_models import SIZES, build_model_dir  # noqa: E402  (benchmarks/, next to this script)
 
 def write_video(path: Path, frames: int, size: int) -> None:
     import av
@@ -59,42 +52,6 @@ def write_video(path: Path, frames: int, size: int) -> None:
             container.mux(packet)
 
 
-def build_model_dir(name: str, folder: Path) -> str:
-    """A random-weight model folder of the given proportions (tokenizer of the tiny preset)."""
-    from temple_core.config import Structurer
-    from temple_core.plugins import get_plugin_manager
-
-    plugins = get_plugin_manager()
-    spec = Structurer(plugins).component("backends", {"name": "qwen2_vl", "preset": "tiny-random"}, "bench")
-    tiny = spec.build(plugins)
-    model = tiny.load_model()
-    if MODELS[name] is None:
-        return tiny.model_dir()
-    import torch
-
-    hidden, layers, inter, heads, kv = MODELS[name]["text"]
-    embed, depth, vheads, ratio = MODELS[name]["vision"]
-    config = model.config
-    text = config.text_config
-    text.hidden_size, text.num_hidden_layers, text.intermediate_size = hidden, layers, inter
-    text.num_attention_heads, text.num_key_value_heads = heads, kv
-    text.layer_types = ["full_attention"] * layers
-    head_dim = hidden // heads
-    # M-RoPE splits half the head dimension into (time, height, width) sections, 2:3:3 as in Qwen2-VL.
-    section = [head_dim // 8, head_dim * 3 // 16, head_dim * 3 // 16]
-    section[0] += head_dim // 2 - sum(section)
-    text.rope_parameters = {**text.rope_parameters, "mrope_section": section}
-    text.initializer_range = 0.02
-    vision = config.vision_config
-    vision.embed_dim, vision.depth, vision.num_heads, vision.mlp_ratio, vision.hidden_size = embed, depth, vheads, ratio, hidden
-    torch.manual_seed(0)
-    big = type(model)(config)
-    out = folder / name
-    big.save_pretrained(out)
-    tiny.processor.save_pretrained(out)
-    return str(out)
-
-
 def child(args) -> None:
     """One (model, setting): train ``steps`` steps, time each; print one JSON line."""
     import torch
@@ -110,7 +67,7 @@ def child(args) -> None:
     from transformers import TrainerCallback
 
     plugins = get_plugin_manager()
-    backend = Structurer(plugins).component("backends", {"name": "qwen2_vl", "path": args.model_dir}, "bench").build(plugins)
+    backend = Structurer(plugins).component("backends", {"name": args.backend, "path": args.model_dir}, "bench").build(plugins)
     pairs = [
         Pair(pair_id=f"p{i}", video_id="v", video_path=args.video, prompt="Describe the video in detail, in order.",
              chosen="First a red car drives past, then a dog runs across the street and a man opens a door.",
@@ -172,7 +129,8 @@ def child(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="tiny,mid-2b,mid-7b")
+    parser.add_argument("--backend", default="qwen2_vl", choices=sorted(SIZES))
+    parser.add_argument("--models", default=None, help="default: tiny and every mid size of the backend")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=2, help="pairs per step")
     parser.add_argument("--frames", type=int, default=16)
@@ -192,18 +150,18 @@ def main() -> None:
         tmp = Path(tmp)
         video = tmp / "video.mp4"
         write_video(video, args.frames, args.size)
-        print(f"video: {args.frames} frames {args.size}x{args.size}; {args.pairs} pairs/step; {args.steps} steps; "
+        print(f"{args.backend}; video: {args.frames} frames {args.size}x{args.size}; {args.pairs} pairs/step; {args.steps} steps; "
               f"{args.threads} thread(s); gradient checkpointing {'on' if args.checkpointing else 'off'}")
         print(f"{'model':8} {'params':>8} {'vid tok':>7} {'seq':>5} | {'reuse s/step':>12} {'4x s/step':>10} {'speed-up':>8} | "
               f"{'reuse MB':>9} {'4x MB':>8} | {'|loss diff|':>11}")
-        for name in args.models.split(","):
-            model_dir = build_model_dir(name, tmp)
+        for name in (args.models or ",".join(["tiny", *SIZES[args.backend]])).split(","):
+            model_dir = build_model_dir(args.backend, name, tmp)
             results = {}
             # "ab": both settings, alternating step by step, for the times and the loss check;
             # then one process per setting for its own peak memory.
             for mode in ("ab", "reuse", "repeat"):
                 steps = args.steps * 2 if mode == "ab" else 2
-                command = [sys.executable, __file__, "--child", "--model-dir", model_dir, "--video", str(video),
+                command = [sys.executable, __file__, "--child", "--backend", args.backend, "--model-dir", model_dir, "--video", str(video),
                            "--out", str(tmp / f"{name}-{mode}"), "--mode", mode,
                            "--steps", str(steps), "--pairs", str(args.pairs), "--frames", str(args.frames),
                            "--size", str(args.size), "--threads", str(args.threads)]

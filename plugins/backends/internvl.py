@@ -35,8 +35,8 @@ import torch
 
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
-from temple_core.models.hf import HFChatBackend
-from temple_core.models.vision_tokens import cache_dir, item_frames, resize_uint8
+from temple_core.models.hf import AnswerAfterThinking, HFChatBackend, options_class
+from temple_core.models.vision_tokens import cache_dir, image_uint8, item_frames, resize_uint8
 from temple_plugins.backends.internvl_original import converted_dir, is_original
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,25 +79,21 @@ def tiled_image_processor_class():
     return TiledImageProcessor
 
 
-def image_uint8(image) -> np.ndarray:
-    """An image content item's ``image`` (PIL image or ``(H, W[, C])`` array) -> ``(H, W, 3) uint8`` RGB."""
-    if hasattr(image, "convert"):  # PIL: palette, grey, RGBA ... -> RGB, as the processor's do_convert_rgb
-        image = image.convert("RGB")
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, -1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
-        raise ModelError(f"internvl2_5: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
-    return np.array(array[..., :3])  # a writable copy (torch warns on read-only arrays)
-
-
 def _positive(instance, attribute, value):
     if value is not None and value < 1:
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
+#: The tiny-random presets, one per language-model family of the InternVL releases (the vision
+#: tower, projector and visual tokens are the same classes in all of them):
+#: ``tiny-random`` -- Qwen2 (InternVL3-1B..78B, InternVL2.5-1B/4B/38B/78B);
+#: ``tiny-random-internvl3_5`` -- Qwen3 with its q/k norms and explicit head_dim (InternVL3.5-1B..38B-HF);
+#: ``tiny-random-llama`` -- Llama (InternLM2 converted: InternVL2.5-2B/8B/26B-hf, the paper's model).
+PRESETS = {"tiny-random": "qwen2", "tiny-random-internvl3_5": "qwen3", "tiny-random-llama": "llama"}
+
+
 @attrs.define(kw_only=True)
-class InternVLOptions(HFChatBackend.Options):
+class InternVLOptions(options_class(presets=tuple(PRESETS))):
     #: Tile images dynamically, as transformers' InternVLProcessor does (false: one tile per image).
     image_tiling: bool = True
     #: Fewest tiles per image (thumbnail not counted); None: the checkpoint's preprocessor_config.json min_patches, else 1.
@@ -110,10 +106,11 @@ class InternVLOptions(HFChatBackend.Options):
             raise ValueError(f"min_image_tiles ({self.min_image_tiles}) > max_image_tiles ({self.max_image_tiles})")
 
 
-class InternVLBackend(HFChatBackend):
-    """InternVL2.5 (transformers ``InternVLForConditionalGeneration``)."""
+class InternVLBackend(AnswerAfterThinking, HFChatBackend):
+    """InternVL2.5 / InternVL3 / InternVL3.5 (transformers ``InternVLForConditionalGeneration``;
+    InternVL3.5's thinking mode: the answer is the text after ``</think>``)."""
 
-    family = "internvl2_5"
+    family = "internvl"
     Options = InternVLOptions
     model_types = ("internvl",)
     remote_types = ("internvl_chat",)
@@ -126,7 +123,7 @@ class InternVLBackend(HFChatBackend):
     #: (original folder, converted folder) once an original checkpoint was converted.
     _converted: tuple[str, str] | None = None
 
-    def _model_class(self):
+    def model_class(self):
         from transformers import InternVLForConditionalGeneration
 
         return InternVLForConditionalGeneration
@@ -144,16 +141,18 @@ class InternVLBackend(HFChatBackend):
             return self._converted[1]
         return folder
 
-    def _tiny_config(self, tok):
+    def tiny_config(self, tok):
         from transformers import InternVLConfig
 
         ids = tok.convert_tokens_to_ids
+        text = dict(model_type=PRESETS[self.options.preset], vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, initializer_range=0.2,
+                    tie_word_embeddings=False, bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
+        if text["model_type"] == "qwen3":
+            text["head_dim"] = 32  # Qwen3 sets head_dim apart from hidden_size / heads (128 at 4096 / 32 in the 8B)
         return InternVLConfig(
             vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=[56, 56], patch_size=[14, 14]),
-            text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, initializer_range=0.2,
-                             tie_word_embeddings=False, bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tok.pad_token_id),
-            image_token_id=ids("<IMG_CONTEXT>"), image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
+            text_config=text, image_token_id=ids("<IMG_CONTEXT>"), image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
         )
 
     def processor_files(self, config) -> dict[str, dict]:
@@ -212,7 +211,7 @@ class InternVLBackend(HFChatBackend):
         if low > high:
             raise ModelError(f"{self.family}: min_image_tiles {low} > max_image_tiles {high}")
         # crop_to_patches as the option says: InternVLProcessor passes True whatever the checkpoint's config holds.
-        out = proc(images=[image_uint8(image)], crop_to_patches=opts.image_tiling, min_patches=low, max_patches=high, return_tensors="pt")
+        out = proc(images=[image_uint8(image, self.family)], crop_to_patches=opts.image_tiling, min_patches=low, max_patches=high, return_tensors="pt")
         return out["pixel_values"]
 
     def visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None) -> dict[str, Any]:
@@ -242,17 +241,12 @@ class InternVLBackend(HFChatBackend):
         return {"pixel_values": torch.cat([v["pixels"] for v in visuals])} if visuals else {}
 
     # -- training ---------------------------------------------------------------------------
-    @staticmethod
-    def _inner(model):
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return base.model
-
     def shares_vision(self, visuals: list[dict]) -> bool:
         # Images and video frames share pixel_values and the tower: one pass covers them all.
         return bool(visuals)
 
     def vision_features(self, model, shared):
-        inner = self._inner(model)
+        inner = self.inner_model(model)
         cfg = inner.config
         out = inner.get_image_features(
             shared["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
@@ -274,6 +268,13 @@ class InternVLBackend(HFChatBackend):
                 and name.count("vision_tower") + name.count("multi_modal_projector") == 1]
 
 
+class InternVL25Backend(InternVLBackend):
+    """``internvl2_5``: the name this backend had before InternVL3/3.5 (the same backend)."""
+
+    family = "internvl2_5"
+
+
 @hookimpl
 def register_backends(register):
-    register("internvl2_5", InternVLBackend)
+    register("internvl", InternVLBackend)
+    register("internvl2_5", InternVL25Backend)

@@ -1,8 +1,8 @@
 """Original InternVL checkpoints (``model_type: internvl_chat``, remote code) -> transformers' format.
 
-OpenGVLab publishes InternVL2.5 both as original remote-code checkpoints (``InternVL2_5-8B``,
+OpenGVLab publishes InternVL2.5 / 3 / 3.5 both as original remote-code checkpoints (``InternVL2_5-8B``,
 ``InternVLChatModel``) and, for some sizes, in transformers' format (``...-MPO-hf``). The
-``internvl2_5`` backend runs transformers' ``InternVLForConditionalGeneration``; given an original
+``internvl`` backend runs transformers' ``InternVLForConditionalGeneration``; given an original
 checkpoint and ``trust_remote_code: true`` it converts it once, here, into a cached HF-format
 folder and loads that. The mapping is the one of transformers' own
 ``convert_internvl_weights_to_hf.py`` (not shipped in the wheel; it also needs the remote code,
@@ -14,7 +14,8 @@ einops and the hub):
   ``lambda_1/2``, ``attn.proj`` -> ``attention.projection_layer``, and the fused ``attn.qkv``
   split into ``q_proj`` / ``k_proj`` / ``v_proj`` (thirds of the rows);
 * ``mlp1.0 / .1 / .3`` -> ``multi_modal_projector.layer_norm / linear_1 / linear_2``;
-* Qwen2 language models (InternVL2.5-1B/4B/38B/78B) keep their names; InternLM2 ones
+* Qwen2 and Qwen3 language models (InternVL2.5-1B/4B/38B/78B, InternVL3-*, InternVL3.5-1B..38B)
+  keep their names; InternLM2 ones
   (InternVL2.5-2B/8B/26B) become Llama: ``tok_embeddings`` -> ``embed_tokens``, ``attention.wo``
   -> ``self_attn.o_proj``, ``feed_forward.w1/w2/w3`` -> ``mlp.gate/down/up_proj``,
   ``attention_norm`` / ``ffn_norm`` -> ``input_layernorm`` / ``post_attention_layernorm``,
@@ -41,7 +42,7 @@ import torch
 from temple_core.errors import ModelError
 
 REMOTE_TYPE = "internvl_chat"
-_FAMILY = "internvl2_5"
+_FAMILY = "internvl"
 
 # InternViT -> InternVLVision, applied in order to the name after ``vision_model.``.
 _VISION_NAMES = [
@@ -85,12 +86,14 @@ def _text_kind(original: dict) -> str:
     llm = original.get("llm_config") or {}
     kind = llm.get("model_type") or ""
     architectures = " ".join(llm.get("architectures") or [])
+    if kind == "qwen3" or "Qwen3ForCausalLM" in architectures:
+        return "qwen3"
     if kind == "qwen2" or "Qwen2" in architectures:
         return "qwen2"
     if kind == "internlm2" or "InternLM2" in architectures:
         return "internlm2"
     raise ModelError(f"{_FAMILY}: original checkpoint with a '{kind or architectures}' language model: "
-                     "only Qwen2 and InternLM2 (InternVL2.5) are converted")
+                     "only Qwen2, Qwen3 and InternLM2 (InternVL2.5 / 3 / 3.5) are converted")
 
 
 def check_original(original: dict) -> None:
@@ -108,7 +111,7 @@ def check_original(original: dict) -> None:
 def convert_config(original: dict, tokenizer) -> Any:
     """The ``InternVLConfig`` of an original checkpoint's ``config.json`` (one that passed
     :func:`check_original`)."""
-    from transformers import InternVLConfig, LlamaConfig, Qwen2Config
+    from transformers import InternVLConfig, LlamaConfig, Qwen2Config, Qwen3Config
 
     vision = dict(original.get("vision_config") or {})
     llm = dict(original.get("llm_config") or {})
@@ -128,6 +131,8 @@ def convert_config(original: dict, tokenizer) -> Any:
                  "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
                  "rope_scaling", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
                  "sliding_window", "use_sliding_window", "max_window_layers")
+    if kind == "qwen3":
+        text_keys += ("head_dim", "attention_bias")
     text = {k: llm[k] for k in text_keys if k in llm}
     if kind == "internlm2":
         text["attention_bias"] = bool(llm.get("bias", False))
@@ -135,7 +140,7 @@ def convert_config(original: dict, tokenizer) -> Any:
             text.pop(qwen_only, None)
         text_config = LlamaConfig(**text)
     else:
-        text_config = Qwen2Config(**text)
+        text_config = (Qwen3Config if kind == "qwen3" else Qwen2Config)(**text)
     image_token = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     if image_token is None or image_token == tokenizer.unk_token_id:
         raise ModelError(f"{_FAMILY}: the checkpoint's tokenizer has no <IMG_CONTEXT> token")
@@ -150,7 +155,7 @@ def convert_config(original: dict, tokenizer) -> Any:
 def convert_tensors(tensors: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
     """Original names and layouts -> the names of ``InternVLForConditionalGeneration.state_dict()``."""
     text = config.text_config
-    kind = "internlm2" if text.model_type == "llama" else "qwen2"
+    kind = "internlm2" if text.model_type == "llama" else "qwen"  # Qwen2 / Qwen3: the names as they are
     out: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():
         if name.startswith("vision_model."):

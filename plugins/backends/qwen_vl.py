@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from temple_core.hookspecs import hookimpl
-from temple_core.models.hf import HFChatBackend
+from temple_core.models.hf import AnswerAfterThinking, HFChatBackend
 from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, item_frames, qwen_patchify
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
@@ -113,15 +113,10 @@ class QwenVLBackend(HFChatBackend):
             out["image_grid_thw"] = torch.tensor([v["grid"] for v in images])
         return out
 
-    @staticmethod
-    def _inner(model):
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return base.model
-
     def vision_features(self, model, shared):
         """Per-video vision embeddings (a tuple, one tensor per video), from the model's own
         ``get_video_features`` so they are exactly what its forward would compute."""
-        inner = self._inner(model)
+        inner = self.inner_model(model)
         out = inner.get_video_features(shared["pixel_values_videos"], shared["video_grid_thw"], return_dict=True)
         return tuple(out.pooler_output)
 
@@ -146,18 +141,18 @@ class Qwen2VLBackend(QwenVLBackend):
     family = "qwen2_vl"
     model_types = ("qwen2_vl",)
 
-    def _model_class(self):
+    def model_class(self):
         from transformers import Qwen2VLForConditionalGeneration
 
         return Qwen2VLForConditionalGeneration
 
-    def _tiny_config(self, tok):
+    def tiny_config(self, tok):
         from transformers import Qwen2VLConfig
 
         return Qwen2VLConfig(
             text_config=_tiny_text(tok),
             vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
-            **_token_ids(tok),
+            **tiny_token_ids(tok),
         )
 
 
@@ -169,39 +164,26 @@ class Qwen2_5VLBackend(QwenVLBackend):
     has_second_per_grid = True
     processor_class = "Qwen2_5_VLProcessor"
 
-    def _model_class(self):
+    def model_class(self):
         from transformers import Qwen2_5_VLForConditionalGeneration
 
         return Qwen2_5_VLForConditionalGeneration
 
-    def _tiny_config(self, tok):
+    def tiny_config(self, tok):
         from transformers import Qwen2_5_VLConfig
 
         return Qwen2_5_VLConfig(
             text_config=_tiny_text(tok),
             vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=14,
                                spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1]),
-            **_token_ids(tok),
+            **tiny_token_ids(tok),
         )
 
 
-class MiMoVLBackend(Qwen2_5VLBackend):
+class MiMoVLBackend(AnswerAfterThinking, Qwen2_5VLBackend):
     """MiMo-VL (Qwen2.5-VL architecture; reasons in ``<think>...</think>``, the answer follows)."""
 
     family = "mimo_vl"
-
-    def clean(self, text: str) -> str:
-        # The answer is what follows the last </think>; a reasoning never closed has no answer yet.
-        if "</think>" in text:
-            return text.rsplit("</think>", 1)[1].strip()
-        return text.replace("<think>", "").strip()
-
-    def decode(self, ids) -> str:
-        # Some tokenizers mark <think>/</think> special: keep them so clean() can split on them.
-        tok = self.processor
-        keep = {"<think>", "</think>"}
-        drop = {tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens if t not in keep}
-        return tok.decode([int(i) for i in ids if int(i) not in drop], skip_special_tokens=False)
 
 
 def _tiny_text(tok) -> dict:
@@ -216,7 +198,8 @@ def _tiny_text(tok) -> dict:
     )
 
 
-def _token_ids(tok) -> dict:
+def tiny_token_ids(tok) -> dict:
+    """The Qwen-VL special-token ids of a tiny preset's config, from its tokenizer."""
     ids = tok.convert_tokens_to_ids
     return dict(
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),

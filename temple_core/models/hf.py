@@ -2,9 +2,10 @@
 classes: option fields, lazy loading from a directory or a cached ``tiny-random`` preset,
 chat-template rendering with visual placeholders expanded to their token counts, batched
 generation (left padding, one ``generate`` per chunk), preference/SFT encoding and padding,
-and LoRA surgery. A family subclass supplies only what differs: the model class, the tiny
-config, its visual tensors (:meth:`HFChatBackend.visual_inputs`, :meth:`HFChatBackend.visual_batch`)
-and how they enter the model (:meth:`vision_features`, :meth:`model_inputs`).
+and LoRA surgery. A family subclass supplies only what differs: the model class
+(:meth:`HFChatBackend.model_class`), the tiny config (:meth:`HFChatBackend.tiny_config`), its
+visual tensors (:meth:`HFChatBackend.visual_inputs`, :meth:`HFChatBackend.visual_batch`) and how
+they enter the model (:meth:`vision_features`, :meth:`model_inputs`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from temple_core.models.backend import Backend, TextScore, linear_module_names
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 
 
-def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136):
+def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136, presets: tuple[str, ...] = ("tiny-random",)):
+    """The attrs options class every ``HFChatBackend`` family starts from (subclass it to add
+    family options). ``presets``: the preset names the family's :meth:`HFChatBackend.tiny_config` builds."""
+
     @attrs.define(kw_only=True)
     class Options:
         #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/
         #: (relative to the recipe file; checked when the model loads).
         path: str | None = path_field(None, kind=None)
-        #: A built-in test model instead of ``path``: ``tiny-random`` (random weights, built once, cached).
-        preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(["tiny-random"])))
+        #: A built-in test model instead of ``path`` (random weights, built once, cached): ``tiny-random``, or another preset of the family (docs/backends.md).
+        preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(list(presets))))
         #: torch dtype name (auto, float32, bfloat16, float16).
         dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(["auto", "float32", "bfloat16", "float16"]))
         #: Device of the whole model (ignored when device_map is given).
@@ -55,6 +59,25 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
     return Options
 
 
+class AnswerAfterThinking:
+    """Mixin (first in the bases) for models that may reason first in ``<think>...</think>``
+    (MiMo-VL, Qwen3-VL Thinking, InternVL3.5's thinking mode): the answer is the text after the
+    last ``</think>``; text without the tags is the answer as it is."""
+
+    def clean(self, text: str) -> str:
+        # The answer is what follows the last </think>; a reasoning never closed has no answer yet.
+        if "</think>" in text:
+            return text.rsplit("</think>", 1)[1].strip()
+        return text.replace("<think>", "").strip()
+
+    def decode(self, ids) -> str:
+        # Some tokenizers mark <think>/</think> special: keep them so clean() can split on them.
+        tok = self.processor
+        keep = {"<think>", "</think>"}
+        drop = {tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens if t not in keep}
+        return tok.decode([int(i) for i in ids if int(i) not in drop], skip_special_tokens=False)
+
+
 class HFChatBackend(Backend):
     """A transformers vision-language model with a chat template; see the module doc."""
 
@@ -77,13 +100,20 @@ class HFChatBackend(Backend):
     placeholder_pattern = r"<\|(?:video|image)_pad\|>"
 
     # -- loading ----------------------------------------------------------------------------
-    def _model_class(self):
+    def model_class(self):
+        """The transformers model class (``...ForConditionalGeneration``) of this backend's
+        checkpoints. May read :meth:`model_dir`'s ``config.json`` when one family has several
+        classes (e.g. dense and MoE)."""
         raise NotImplementedError
 
-    def _tiny_config(self, tok):
+    def tiny_config(self, tok):
+        """A small config of :meth:`model_class` for ``options.preset`` (``tok``: the tiny tokenizer,
+        for the vocabulary size and special-token ids)."""
         raise NotImplementedError
 
-    def _preset_dir(self) -> Path:
+    def preset_dir(self) -> Path:
+        """The folder of ``options.preset``: built once (seed 0) into ``$TEMPLE_CACHE/presets``,
+        then loaded like any checkpoint."""
         revision = f"-r{self.preset_revision}" if self.preset_revision > 1 else ""
         folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}{revision}"
         if (folder / "config.json").is_file():
@@ -91,10 +121,10 @@ class HFChatBackend(Backend):
         # Built once, deterministically, then loaded through the same path code as a checkpoint.
         tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token,
                                    named_tokens=self.named_tokens)
-        config = self._tiny_config(tok)
+        config = self.tiny_config(tok)
         with torch.random.fork_rng():  # seeded build without disturbing the caller's RNG
             torch.manual_seed(0)
-            model = self._model_class()(config)
+            model = self.model_class()(config)
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(self.end_of_turn)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.bos_token_id = None
@@ -129,7 +159,7 @@ class HFChatBackend(Backend):
     def model_dir(self) -> str:
         if not self.options.preset:
             return self.options.path
-        folder = self._preset_dir()
+        folder = self.preset_dir()
         if not getattr(self, "_preset_checked", False):
             # A preset cached before it carried processor files gets them (the weights are unchanged).
             from transformers import AutoConfig
@@ -153,7 +183,7 @@ class HFChatBackend(Backend):
                 kwargs["attn_implementation"] = self.options.attn_implementation
             if self.options.device_map:
                 kwargs["device_map"] = self.options.device_map
-            model = self._model_class().from_pretrained(folder, **kwargs)
+            model = self.model_class().from_pretrained(folder, **kwargs)
             if not self.options.device_map:
                 model.to(self.options.device)
             self._model = model.eval()
@@ -191,8 +221,9 @@ class HFChatBackend(Backend):
         """Short name of the vision tower module (``visual`` for Qwen)."""
         raise NotImplementedError
 
-    def _render(self, messages, visuals: list[dict], add_generation_prompt: bool) -> str:
-        """Chat-template text with each visual placeholder expanded to its token count."""
+    def render(self, messages, visuals: list[dict], add_generation_prompt: bool) -> str:
+        """Chat-template text with each visual placeholder expanded to its token count (the
+        prompt text a transformers processor would build from ``messages``)."""
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         queue = list(visuals)
 
@@ -224,7 +255,7 @@ class HFChatBackend(Backend):
         for conversation in conversations:
             items = [c for m in conversation if not isinstance(m["content"], str) for c in m["content"] if c["type"] in ("video", "image")]
             vis = [self.visual_inputs(c) for c in items]
-            rows.append(tok(self._render(conversation, vis, True), add_special_tokens=False)["input_ids"])
+            rows.append(tok(self.render(conversation, vis, True), add_special_tokens=False)["input_ids"])
             visuals += vis
         # Left padding: every row's last prompt token sits at the end, so one generate call serves all.
         input_ids = pad_rows(rows, tok.pad_token_id, "left")
@@ -285,7 +316,7 @@ class HFChatBackend(Backend):
         size = batch_size or self.options.batch_size
         # The same tokens as a training answer (_prompt_and_answer): the prompt rendered once,
         # each answer + end of turn tokenized on its own, all answers in one tokenizer call.
-        prompt = tok(self._render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
+        prompt = tok(self.render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
         answers = tok([text + self.end_of_turn + "\n" for text in texts], add_special_tokens=False)["input_ids"]
         scores: list[TextScore] = []
         for start in range(0, len(texts), size):
@@ -322,7 +353,7 @@ class HFChatBackend(Backend):
     # -- training ---------------------------------------------------------------------------
     def _prompt_and_answer(self, prompt_messages, visuals, answer: str) -> tuple[list[int], list[int]]:
         tok = self.processor
-        prompt = tok(self._render(prompt_messages, visuals, True), add_special_tokens=False)["input_ids"]
+        prompt = tok(self.render(prompt_messages, visuals, True), add_special_tokens=False)["input_ids"]
         completion = tok(answer + self.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
         return prompt, completion
 
@@ -367,7 +398,7 @@ class HFChatBackend(Backend):
         for k, m in enumerate(converted):
             if m["role"] != "assistant":
                 continue
-            head = self._render(converted[:k], visuals[: self._count(converted[:k])], True)
+            head = self.render(converted[:k], visuals[: self._count(converted[:k])], True)
             head_ids = tok(head, add_special_tokens=False)["input_ids"]
             prompt_part = head_ids[done:]
             text = "".join(c.get("text", "") for c in m["content"])
@@ -410,6 +441,14 @@ class HFChatBackend(Backend):
             batch[key] = pad_rows([e[key] for e in encoded], 0)
         batch.update(self.visual_batch([v for e in encoded for v in e["visuals"]]))
         return batch
+
+    @staticmethod
+    def inner_model(model):
+        """The ``...Model`` inside a ``...ForConditionalGeneration``, through a PEFT wrapper if
+        there is one: where ``get_video_features`` / ``get_image_features`` live (for
+        :meth:`vision_features`)."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return base.model
 
     # -- surgery ----------------------------------------------------------------------------
     def vision_module_names(self, model) -> list[str]:

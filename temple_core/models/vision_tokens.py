@@ -1,4 +1,5 @@
-"""Family-independent helpers the backends share: frames from a video content item, resizing
+"""Family-independent helpers the backends share (public: third-party backends use them too):
+frames from a video content item (at a rate, or a fixed count), resizing
 that matches the transformers processors without torchvision, Qwen-style patch flattening,
 a tiny tokenizer for the ``tiny-random`` presets, and padding.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,9 +33,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TEMPLE_CACHE") or Path.home() / ".cache" / "temple")
 
 
-def item_frames(item: dict[str, Any] | str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
-    """Frames ``(T, H, W, 3) uint8`` of a video content item (``path`` + optional
-    ``start``/``end`` seconds, or ``frames``) and the rate they were sampled at (frames/s)."""
+class SampledVideo(NamedTuple):
+    """The frames of a video content item and when they were taken."""
+
+    #: ``(T, H, W, 3) uint8`` RGB.
+    frames: np.ndarray
+    #: The rate they were sampled at (frames/s): below the asked fps when ``max_frames`` capped them.
+    fps: float
+    #: Seconds of each frame in its source video (a clip's start included); for given
+    #: ``frames``, ``i / fps``.
+    timestamps: list[float]
+
+
+def sample_video(item: dict[str, Any] | str, fps: float, max_frames: int) -> SampledVideo:
+    """Frames of a video content item (``path`` + optional ``start``/``end`` seconds, or
+    ``frames``), sampled at ``fps`` with at most ``max_frames`` spread over the range, with
+    their rate and timestamps (for families whose prompt states frame times, e.g. Qwen3-VL)."""
     from temple_core.video.source import VideoSource, sample_indices
 
     if isinstance(item, (str, Path)):
@@ -44,14 +58,43 @@ def item_frames(item: dict[str, Any] | str, fps: float, max_frames: int) -> tupl
         if not frames:
             raise VideoError("a video item with an empty frame list")
         # Given frames: sampled by the caller, at ``fps`` unless the item says otherwise.
-        return np.stack(frames), float(item.get("fps") or fps)
+        rate = float(item.get("fps") or fps)
+        return SampledVideo(np.stack(frames), rate, [i / rate for i in range(len(frames))])
     source = VideoSource(item["path"])
     indices = sample_indices(source.num_frames, source.fps, fps, item.get("start"), item.get("end"), max_frames)
     frames = np.stack(source.read_frames(indices))
     # The effective rate: fewer frames than asked when max_frames capped them.
     span = (indices[-1] - indices[0] + 1) / source.fps
     rate = len(indices) / span if len(indices) > 1 else fps
-    return frames, rate
+    return SampledVideo(frames, rate, [i / source.fps for i in indices])
+
+
+def item_frames(item: dict[str, Any] | str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
+    """Frames ``(T, H, W, 3) uint8`` of a video content item and the rate they were sampled
+    at (frames/s): :func:`sample_video` without the timestamps."""
+    video = sample_video(item, fps, max_frames)
+    return video.frames, video.fps
+
+
+def uniform_indices(first: int, stop: int, count: int) -> list[int]:
+    """``count`` indices spread uniformly over ``[first, stop)``, both ends included and
+    truncated, as lmms-eval's and LLaVA's video loaders pick frames
+    (``np.linspace(first, stop - 1, count, dtype=int)``): a range shorter than ``count``
+    repeats frames, so every video gets exactly ``count``."""
+    if stop <= first or count < 1:
+        raise VideoError(f"no frames to pick: [{first}, {stop}), count {count}")
+    return [int(i) for i in np.linspace(first, stop - 1, count, dtype=int)]
+
+
+def read_video_frames(path: str | Path, count: int, start: float | None = None, end: float | None = None) -> np.ndarray:
+    """Exactly ``count`` frames ``(count, H, W, 3) uint8`` of ``[start, end)`` seconds of a video
+    file (all of it when both are None), at :func:`uniform_indices` of its native frames -- for
+    families that take a fixed number of frames per video rather than a rate."""
+    from temple_core.video.source import VideoSource, frame_range
+
+    source = VideoSource(path)
+    first, stop = frame_range(source.num_frames, source.fps, start, end)
+    return np.stack(source.read_frames(uniform_indices(first, stop, count)))
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -72,16 +115,24 @@ def resize_uint8(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
 
 def qwen_patchify(
     frames: np.ndarray, *, patch_size: int, merge_size: int, temporal_patch_size: int,
-    min_pixels: int, max_pixels: int, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD,
+    min_pixels: int = 0, max_pixels: int = 0, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD,
+    size: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Qwen2-VL / Qwen2.5-VL visual input: ``(T, H, W, 3) uint8`` frames -> flattened patches
+    """Qwen-VL visual input: ``(T, H, W, 3) uint8`` frames -> flattened patches
     ``(grid_t*grid_h*grid_w, 3*tps*p*p)`` and ``[grid_t, grid_h, grid_w]``.
 
-    Same steps as ``Qwen2VLVideoProcessor``: smart_resize to a multiple of patch*merge,
-    rescale + normalise, pad the frame count to a multiple of the temporal patch by
-    repeating the last frame, then the patch layout (merge windows contiguous)."""
+    Same steps as ``Qwen2VLVideoProcessor`` (and ``Qwen3VLVideoProcessor``, same layout):
+    resize -- to ``size`` (height, width) when given, a multiple of patch*merge, else to
+    Qwen2-VL's per-frame ``smart_resize`` within ``[min_pixels, max_pixels]`` --, rescale +
+    normalise, pad the frame count to a multiple of the temporal patch by repeating the last
+    frame, then the patch layout (merge windows contiguous)."""
     t, h, w = frames.shape[0], frames.shape[1], frames.shape[2]
-    rh, rw = smart_resize(h, w, patch_size * merge_size, min_pixels, max_pixels)
+    if size is not None:
+        rh, rw = size
+        if rh % (patch_size * merge_size) or rw % (patch_size * merge_size):
+            raise ValueError(f"qwen_patchify: size {size} is not a multiple of patch x merge ({patch_size * merge_size})")
+    else:
+        rh, rw = smart_resize(h, w, patch_size * merge_size, min_pixels, max_pixels)
     video = resize_uint8(frames, rh, rw) / 255.0
     video = (video - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     if pad := -t % temporal_patch_size:
@@ -91,6 +142,22 @@ def qwen_patchify(
     patches = video.reshape(gt, temporal_patch_size, 3, gh // merge_size, merge_size, patch_size, gw // merge_size, merge_size, patch_size)
     patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
     return patches.reshape(gt * gh * gw, 3 * temporal_patch_size * patch_size * patch_size), [gt, gh, gw]
+
+
+def image_uint8(image, family: str = "backend") -> np.ndarray:
+    """An image content item's ``image`` (PIL image, any mode, or ``(H, W[, C])`` array) ->
+    ``(H, W, 3) uint8`` RGB, as the processors' ``do_convert_rgb``; anything else is a
+    :class:`ModelError` naming ``family``."""
+    from temple_core.errors import ModelError
+
+    if hasattr(image, "convert"):  # PIL: palette, grey, RGBA ... -> RGB
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, -1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
+        raise ModelError(f"{family}: an image must be a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
+    return np.array(array[..., :3])  # a writable copy (torch warns on read-only arrays)
 
 
 def pad_rows(rows: list[list[int]], value: int, side: str = "right") -> torch.Tensor:

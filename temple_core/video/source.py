@@ -243,6 +243,15 @@ class VideoSource:
         return [found[int(i)] for i in indices]
 
 
+def frame_range(num_frames: int, native_fps: float, start: float | None = None, end: float | None = None) -> tuple[int, int]:
+    """The frames ``[first, stop)`` of ``[start, end)`` seconds (the whole video when both are None)."""
+    first = 0 if start is None else max(0, int(math.floor(start * native_fps)))
+    stop = num_frames if end is None else min(num_frames, int(math.ceil(end * native_fps)))
+    if stop <= first:
+        raise VideoError(f"empty time range [{start}, {end}) for a video of {num_frames} frames")
+    return first, stop
+
+
 def sample_indices(
     num_frames: int,
     native_fps: float,
@@ -253,10 +262,7 @@ def sample_indices(
 ) -> list[int]:
     """Frame indices that sample ``[start, end)`` seconds at ``fps`` (at most ``max_frames``,
     spread evenly over the range when there would be more)."""
-    first = 0 if start is None else max(0, int(math.floor(start * native_fps)))
-    stop = num_frames if end is None else min(num_frames, int(math.ceil(end * native_fps)))
-    if stop <= first:
-        raise VideoError(f"empty time range [{start}, {end}) for a video of {num_frames} frames")
+    first, stop = frame_range(num_frames, native_fps, start, end)
     seconds = (stop - first) / native_fps
     count = max(1, int(round(seconds * fps)))
     if max_frames is not None:

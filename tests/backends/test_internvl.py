@@ -166,7 +166,7 @@ def test_same_inputs_as_the_transformers_processor(folder):
         text = b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ref = proc(text=[text], images=images, videos=[video], return_tensors="pt")
         vis = [b.visual_inputs(c) for c in content[:3]]
-        ids = b.processor(b._render(messages, vis, True), add_special_tokens=False)["input_ids"]
+        ids = b.processor(b.render(messages, vis, True), add_special_tokens=False)["input_ids"]
         assert ids == ref["input_ids"][0].tolist()
         torch.testing.assert_close(b.visual_batch(vis)["pixel_values"], ref["pixel_values"], atol=1e-5, rtol=0)
 

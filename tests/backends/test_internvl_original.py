@@ -1,5 +1,5 @@
 """Original remote-code InternVL checkpoints (``internvl_chat``): with ``trust_remote_code`` the
-``internvl2_5`` backend converts them to transformers' format once and loads that.
+``internvl`` backend converts them to transformers' format once and loads that.
 
 The original checkpoints are written here from tiny transformers models, with the original
 module names of InternVL's own code (InternViT, ``mlp1``, Qwen2 or InternLM2 language models)
@@ -153,6 +153,26 @@ def test_qwen2_original_checkpoint_converts_to_the_same_model(tiny, tmp_path, vi
     assert (Path(cached) / "converted_from.json").stat().st_mtime_ns == stamp
 
 
+def test_qwen3_original_checkpoint_converts_to_the_same_model(tmp_path):
+    """InternVL3.5's original format: a Qwen3 language model (q/k norms, its own head_dim)."""
+    reference = backend(preset="tiny-random-internvl3_5")
+    model = reference.load_model()
+    sd, cfg = model.state_dict(), model.config
+    assert any(".self_attn.q_norm." in k for k in sd)
+    llm = text_llm_config(cfg.text_config, architectures=["Qwen3ForCausalLM"], model_type="qwen3",
+                          head_dim=cfg.text_config.head_dim, attention_bias=False)
+    tensors = {**original_vision_and_projector(sd, cfg.vision_config.num_hidden_layers), **original_qwen2_text(sd)}
+    folder = write_original(tmp_path / "InternVL3_5-tiny", tensors, original_config(cfg, llm), Path(reference.model_dir()))
+    converted = backend(path=str(folder), trust_remote_code=True)
+    loaded = converted.load_model()
+    assert loaded.config.text_config.model_type == "qwen3" and loaded.config.text_config.head_dim == cfg.text_config.head_dim
+    theirs = loaded.state_dict()
+    assert set(theirs) == set(sd) and all(torch.equal(theirs[k], sd[k]) for k in sd)
+    conversation = [[{"role": "user", "content": [{"type": "image", "image": torch.randint(0, 256, (40, 90, 3), dtype=torch.uint8).numpy()},
+                                                  {"type": "text", "text": "Describe."}]}]]
+    assert converted.chat(conversation, max_new_tokens=5) == reference.chat(conversation, max_new_tokens=5)
+
+
 def test_internlm2_original_checkpoint_converts_to_the_same_logits(tiny, tmp_path):
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
@@ -208,5 +228,5 @@ def test_bad_original_checkpoints_are_named(tiny, tmp_path):
     with pytest.raises(ModelError, match="lacks 2 weight"):
         backend(path=str(missing), trust_remote_code=True).load_model()
     other = write_original(tmp_path / "other", tensors, original_config(cfg, {**llm, "model_type": "phi3", "architectures": ["Phi3ForCausalLM"]}), tok)
-    with pytest.raises(ModelError, match="only Qwen2 and InternLM2"):
+    with pytest.raises(ModelError, match="only Qwen2, Qwen3 and InternLM2"):
         backend(path=str(other), trust_remote_code=True).load_model()

@@ -125,7 +125,7 @@ def test_same_tensors_and_tokens_as_the_transformers_processor(name):
         conversation = [{"role": "user", "content": [
             {"type": "video", "frames": list(video), "fps": fps}, {"type": "image", "image": image}, {"type": "text", "text": "Describe."}]}]
         visuals = [b.visual_inputs(c) for c in conversation[0]["content"][:2]]
-        ids = b.processor(b._render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
+        ids = b.processor(b.render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
         ours = {**b.visual_batch(visuals), **{k: torch.tensor([v]) for k, v in b.row_extras(ids).items()}}
 
         size = {"shortest_edge": 784, "longest_edge": max_pixels}
@@ -316,7 +316,7 @@ def test_preset_build_is_deterministic(tmp_path, monkeypatch):
     tensors = []
     for k in range(2):
         monkeypatch.setenv("TEMPLE_CACHE", str(tmp_path / str(k)))
-        folder = backend("qwen2_vl", preset="tiny-random")._preset_dir()
+        folder = backend("qwen2_vl", preset="tiny-random").preset_dir()
         tensors.append(load_file(str(next(folder.glob("*.safetensors")))))
         assert (folder / "tokenizer.json").is_file()
     assert tensors[0].keys() == tensors[1].keys()

@@ -17,7 +17,7 @@ def reference(backend, conversation, text):
     tok = backend.processor
     items = [c for c in conversation[0]["content"] if c["type"] in ("video", "image")]
     visuals = [backend.visual_inputs(c) for c in items]
-    prompt = tok(backend._render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
+    prompt = tok(backend.render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
     answer = tok(text + backend.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
     ids = torch.tensor([prompt + answer])
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

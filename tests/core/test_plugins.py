@@ -34,6 +34,8 @@ def test_list_json_names_every_builtin_and_the_third_party_plugin():
     swap = listed[("perturbations", "swap-halves")]
     assert swap["source"].startswith("temple-swap-halves ")
     assert swap["status"] == "ok" and swap["summary"]
+    llava = listed[("backends", "llava_onevision")]  # the example third-party backbone package
+    assert llava["source"].startswith("temple-llava-onevision ") and llava["status"] == "ok"
 
 
 def test_list_by_kind_and_text_output():

@@ -1,7 +1,8 @@
 """Every recipe in examples/recipes validates once its placeholders point at real (tiny) files.
 
 The placeholders (/path/to/...) are replaced as a user would: checkpoint folders by tiny
-random-weight models of the family the recipe names, saved with save_pretrained; the video
+random-weight models shaped like the release the placeholder names (e.g. InternVL3_5: a Qwen3
+language model; llava-onevision: the third-party package's preset), saved with save_pretrained; the video
 folders by real videos (held-out ones apart); the SFT, pairs and multiple-choice files by the
 shipped examples; the lmms-eval interpreter by this one. Then `temple
 validate` runs on the file, and every backend the recipe names loads its checkpoint.
@@ -21,11 +22,16 @@ from temple_core.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "examples" / "recipes").glob("*.yaml"))
+#: (marker in the placeholder's name, backend, preset of a tiny checkpoint shaped like that release).
 FAMILY_OF_CHECKPOINT = [
-    ("MiMo-VL", "mimo_vl"),
-    ("Qwen2.5-VL", "qwen2_5_vl"),
-    ("Qwen2-VL", "qwen2_vl"),
-    ("InternVL", "internvl2_5"),
+    ("MiMo-VL", "mimo_vl", "tiny-random"),
+    ("Qwen3-VL", "qwen3_vl", "tiny-random"),
+    ("Qwen2.5-VL", "qwen2_5_vl", "tiny-random"),
+    ("Qwen2-VL", "qwen2_vl", "tiny-random"),
+    ("InternVL3_5", "internvl", "tiny-random-internvl3_5"),  # Qwen3 language model
+    ("InternVL2_5-8B", "internvl2_5", "tiny-random-llama"),  # InternLM2, converted to Llama in the -hf format
+    ("InternVL", "internvl", "tiny-random"),  # Qwen2 language model (InternVL3, InternVL2.5-1B/4B/38B/78B)
+    ("llava-onevision", "llava_onevision", "tiny-random"),  # the third-party package examples/plugins/temple-llava-onevision
 ]
 
 
@@ -35,10 +41,10 @@ def tiny_checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
     pm = get_plugin_manager()
     folders = {}
-    for _, family in FAMILY_OF_CHECKPOINT:
-        backend = pm.build("backends", family, pm.get("backends", family).options(preset="tiny-random"))
-        folders[family] = root / family
-        shutil.copytree(backend.model_dir(), folders[family])
+    for marker, family, preset in FAMILY_OF_CHECKPOINT:
+        backend = pm.build("backends", family, pm.get("backends", family).options(preset=preset))
+        folders[marker] = root / marker
+        shutil.copytree(backend.model_dir(), folders[marker])
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
     from temple_plugins.similarity_encoders.siglip import TINY
@@ -58,9 +64,9 @@ def fill_placeholders(text: str, tmp_path: Path, checkpoints: dict) -> str:
         name = match.group(1)
         if "siglip" in name:
             return str(checkpoints["siglip"])
-        for marker, family in FAMILY_OF_CHECKPOINT:
+        for marker, _, _ in FAMILY_OF_CHECKPOINT:
             if marker.lower() in name.lower():
-                return str(checkpoints[family])
+                return str(checkpoints[marker])
         raise AssertionError(f"unknown placeholder checkpoint: {name}")
 
     # Comments may mention the placeholders too; only the YAML matters.
@@ -87,7 +93,7 @@ def test_recipe_validates_with_real_files(recipe, tmp_path, tiny_checkpoints):
     # (examples/recipes/ next to examples/sft/): its relative paths mean the same files.
     filled = tmp_path / "examples" / "recipes" / recipe.name
     filled.parent.mkdir(parents=True)
-    for shipped in ("sft", "pairs"):
+    for shipped in ("sft", "pairs", "eval"):
         (tmp_path / "examples" / shipped).symlink_to(ROOT / "examples" / shipped)
     filled.write_text(fill_placeholders(recipe.read_text(), tmp_path, tiny_checkpoints))
     result = subprocess.run(
@@ -118,4 +124,4 @@ def test_transfer_recipes_train_another_family_than_generated_the_pairs():
             data = yaml.safe_load(recipe.read_text())
             targets[recipe.stem] = data["train"]["backend"]["name"]
             assert {s["difficulty"] for s in data["train"]["stages"] if s["trainer"] == "dpo"} == {16, 8, 4, 2}
-    assert sorted(targets.values()) == ["internvl2_5", "qwen2_5_vl", "qwen2_vl"]
+    assert sorted(targets.values()) == ["internvl", "internvl2_5", "llava_onevision", "qwen2_5_vl", "qwen2_vl", "qwen3_vl"]

@@ -27,7 +27,7 @@ def main(family: str, folder: str) -> dict:
     frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
     conversation = [{"role": "user", "content": [{"type": "video", "frames": list(frames), "fps": 2.0}, {"type": "text", "text": "Describe."}]}]
     visual = backend.visual_inputs(conversation[0]["content"][0])
-    ours_ids = backend.processor(backend._render(conversation, [visual], True), add_special_tokens=False)["input_ids"]
+    ours_ids = backend.processor(backend.render(conversation, [visual], True), add_special_tokens=False)["input_ids"]
     text = proc.apply_chat_template([{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Describe."}]}],
                                     tokenize=False, add_generation_prompt=True)
     kwargs = {"do_sample_frames": False, "return_tensors": "pt"}
