@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from testkit.training import build_backend
 
-FAMILIES = ["qwen2_vl", "qwen2_5_vl", "mimo_vl", "internvl2_5"]
+FAMILIES = ["qwen2_vl", "qwen2_5_vl", "mimo_vl", "internvl2_5", "qwen3_vl"]
 ROOT = Path(__file__).resolve().parents[2]
 TV_PYTHON = os.environ.get("TEMPLE_TORCHVISION_PYTHON")
 
