@@ -16,7 +16,7 @@ import torch
 
 from temple_core.models.hf import HFChatBackend
 from temple_core.hookspecs import hookimpl
-from temple_core.models.vision_tokens import item_frames, qwen_patchify
+from temple_core.models.vision_tokens import frame_pixel_cap, item_frames, qwen_patchify
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
 CHAT_TEMPLATE = (
@@ -45,6 +45,9 @@ class QwenVLBackend(HFChatBackend):
     def visual_module_name(self) -> str:
         return "visual"
 
+    def projector_module_name(self) -> str:
+        return "merger"  # the patch merger inside ``visual``: Qwen's projector onto the LM
+
     def _ids(self):
         cfg = self.model.config
         return cfg.image_token_id, cfg.video_token_id
@@ -54,22 +57,24 @@ class QwenVLBackend(HFChatBackend):
         return self.model.config.vision_config
 
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
         """One content item (video or image) -> ``{"kind", "pixels", "grid", "tokens", "seconds_per_grid"}``."""
         vc = self._vision_cfg()
         fps = fps or self.options.fps
-        common = dict(
-            patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size,
-            min_pixels=min_pixels or self.options.min_pixels, max_pixels=max_pixels or self.options.max_pixels,
-        )
+        low = item.get("min_pixels") or min_pixels or self.options.min_pixels
+        high = item.get("max_pixels") or max_pixels or self.options.max_pixels
+        common = dict(patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size,
+                      min_pixels=low)
         if item["type"] == "image":
             image = np.asarray(item["image"])[None]
             # The image processor tiles one image over the temporal patch.
-            pixels, grid = qwen_patchify(np.repeat(image, vc.temporal_patch_size, 0), **common)
+            pixels, grid = qwen_patchify(np.repeat(image, vc.temporal_patch_size, 0), max_pixels=high, **common)
             kind, rate = "image", None
         else:
             frames, rate = item_frames(item, fps, max_frames or self.options.max_frames)
-            pixels, grid = qwen_patchify(frames, **common)
+            cap = frame_pixel_cap(high, low, total_pixels, len(frames), vc.temporal_patch_size)
+            pixels, grid = qwen_patchify(frames, max_pixels=cap, **common)
             kind = "video"
         tokens = grid[0] * grid[1] * grid[2] // vc.spatial_merge_size**2
         spg = vc.temporal_patch_size / rate if rate else None

@@ -9,7 +9,8 @@ Conversation format (``chat``), HF-chat style::
 
     [{"role": "user", "content": [
         {"type": "video", "path": "a.mp4", "start": 1.0, "end": 4.5},   # seconds, both optional
-        {"type": "video", "frames": [np.ndarray (H, W, 3) uint8 RGB, ...]},
+        {"type": "video", "frames": [np.ndarray (H, W, 3) uint8 RGB, ...]},   # + optional "fps"
+        {"type": "video", "frames": [...], "max_pixels": 401408},  # per-item pixel bounds win
         {"type": "image", "image": np.ndarray (H, W, 3) uint8 RGB},
         {"type": "text", "text": "Describe the video."}]}]
 
@@ -102,14 +103,18 @@ class Backend:
     def encode_preference(
         self, *, video, prompt: str, chosen: str, rejected: str, max_length: int,
         fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
+        min_pixels: int | None = None, total_pixels: int | None = None,
     ) -> dict[str, Any]:
         """One pair, unpadded. ``video`` is a path or a video content item (see module doc).
+        The video arguments are the stage's video input (docs/training.md); ``total_pixels``
+        caps each frame at ``max(min(max_pixels, total_pixels / frames x 2), 1.05 x min_pixels)``.
         Raises ``SkipSample`` when prompt + answer would exceed ``max_length``."""
         raise NotImplementedError
 
     def encode_sft(
         self, *, messages: list[dict[str, Any]], videos: list, max_length: int,
         fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
+        min_pixels: int | None = None, total_pixels: int | None = None,
     ) -> dict[str, Any]:
         """One SFT sample: ``messages`` (HF-chat, ``<video>`` placeholders in text or video
         content items) and the ``videos`` paths they refer to, in order. Loss on assistant
@@ -146,8 +151,14 @@ class Backend:
         """Full module names of every linear layer of the language model (not the lm_head)."""
         raise NotImplementedError
 
+    def projector_module_names(self, model) -> list[str]:
+        """Module names (prefixes) of the projector between the vision tower and the language
+        model (Qwen's ``merger``, InternVL's ``multi_modal_projector``): never LoRA-trained."""
+        raise NotImplementedError
+
     def vision_lora_target_modules(self, model) -> list[str]:
-        """Full module names of the linear layers of the vision tower and projector."""
+        """Full module names of the linear layers of the vision tower, *not* the projector's
+        (SFT's LoRA on the tower, SPEC §5: the release's ``freeze_vit False``, aligner frozen)."""
         raise NotImplementedError
 
     def merge_and_save(self, model, out_dir) -> None:

@@ -133,8 +133,13 @@ class HFChatBackend(Backend):
 
     # -- family hooks ---------------------------------------------------------------------------
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
-        """One video/image content item -> a dict with at least ``kind`` and ``tokens``."""
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
+        """One video/image content item -> a dict with at least ``kind`` and ``tokens``.
+
+        The arguments override the backend's options (a training stage's video input); an
+        item's own ``max_pixels`` / ``min_pixels`` keys override both (the captioner's clips).
+        ``total_pixels`` is a whole video's pixel budget (see :func:`frame_pixel_cap`)."""
         raise NotImplementedError
 
     def expand_placeholder(self, placeholder: str, visual: dict[str, Any]) -> str:
@@ -225,9 +230,10 @@ class HFChatBackend(Backend):
         completion = tok(answer + self.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
         return prompt, completion
 
-    def encode_preference(self, *, video, prompt, chosen, rejected, max_length, fps=None, max_frames=None, max_pixels=None):
+    def encode_preference(self, *, video, prompt, chosen, rejected, max_length, fps=None, max_frames=None, max_pixels=None,
+                          min_pixels=None, total_pixels=None):
         item = video if isinstance(video, dict) else {"type": "video", "path": str(video)}
-        vis = self.visual_inputs(item, fps, max_frames, max_pixels)
+        vis = self.visual_inputs(item, fps, max_frames, max_pixels, min_pixels, total_pixels)
         messages = [{"role": "user", "content": [item, {"type": "text", "text": prompt}]}]
         out: dict[str, Any] = {"visuals": [vis]}
         for side, answer in (("chosen", chosen), ("rejected", rejected)):
@@ -240,7 +246,8 @@ class HFChatBackend(Backend):
             out.update({f"{side}_{k}": v for k, v in self.row_extras(ids).items()})
         return out
 
-    def encode_sft(self, *, messages, videos, max_length, fps=None, max_frames=None, max_pixels=None):
+    def encode_sft(self, *, messages, videos, max_length, fps=None, max_frames=None, max_pixels=None, min_pixels=None,
+                   total_pixels=None):
         # ``<video>`` placeholders in text, or video items, in order; paths from ``videos``.
         paths = list(videos)
         visuals, converted = [], []
@@ -256,7 +263,7 @@ class HFChatBackend(Backend):
                         raise SkipSample("more <video> placeholders than videos")
                     c = {"type": "video", "path": str(paths.pop(0))}
                 if c["type"] in ("video", "image"):
-                    visuals.append(self.visual_inputs(c, fps, max_frames, max_pixels))
+                    visuals.append(self.visual_inputs(c, fps, max_frames, max_pixels, min_pixels, total_pixels))
                 items.append(c)
             converted.append({"role": m["role"], "content": items})
         tok = self.processor
@@ -319,8 +326,19 @@ class HFChatBackend(Backend):
         prefixes = tuple(n for n, _ in model.named_modules() if n.endswith("language_model") and n.count("language_model") == 1)
         return linear_module_names(model, prefixes)
 
+    def projector_module_name(self) -> str:
+        """Short name of the projector module (``merger`` for Qwen)."""
+        raise NotImplementedError
+
+    def projector_module_names(self, model) -> list[str]:
+        short = self.projector_module_name()
+        return [name for name, _ in model.named_modules() if name.split(".")[-1] == short and name.count(short) == 1]
+
     def vision_lora_target_modules(self, model) -> list[str]:
-        return linear_module_names(model, tuple(self.vision_module_names(model)))
+        projector = tuple(self.projector_module_names(model))
+        inside = tuple(p + "." for p in projector)
+        tower = linear_module_names(model, tuple(self.vision_module_names(model)))
+        return [name for name in tower if name not in projector and not name.startswith(inside)]
 
     def merge_and_save(self, model, out_dir) -> None:
         if hasattr(model, "merge_and_unload"):
