@@ -9,8 +9,10 @@ template come from the model directory.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
@@ -170,10 +172,39 @@ class Qwen2_5VLBackend(QwenVLBackend):
         )
 
 
+#: What opens MiMo-VL's description of a video, where its clean-up keeps the text from (SPEC §2.5).
+MIMO_OPENINGS = re.compile(r"the video (?:opens|starts|begins)", re.IGNORECASE)
+#: A parenthetical remark about the caption itself ("(caption of clip 3)"), no nested parentheses.
+MIMO_CAPTION_REMARK = re.compile(r"\([^()]*aption[^()]*\)")
+
+
+@attrs.define(kw_only=True)
+class MiMoVLOptions(HFChatBackend.Options):
+    #: Clean MiMo-VL's video descriptions as the release does (SPEC §2.5): keep the text from
+    #: the last "The video opens/starts/begins", drop a description without one, strip
+    #: parenthetical "(...caption...)" remarks.
+    clean_descriptions: bool = True
+
+
 class MiMoVLBackend(Qwen2_5VLBackend):
     """MiMo-VL (Qwen2.5-VL architecture; reasons in ``<think>...</think>``, the answer follows)."""
 
     family = "mimo_vl"
+    Options = MiMoVLOptions
+    #: Its reasoning comes first: the release let it write 8,192 new tokens (SPEC §2.1).
+    default_max_new_tokens = 8192
+
+    def clean_description(self, text: str) -> tuple[str, str | None]:
+        """The release's clean-up of MiMo-VL's summaries (SPEC §2.5; ``clean`` has already kept
+        the text after the last ``</think>``). The last opening phrase is found case-blind, as
+        the release's ``rfind`` on the lower-cased text; the remark pattern is case-sensitive
+        (``aption``: "caption" or "Caption"), as the release's."""
+        if not self.options.clean_descriptions:
+            return text, None
+        openings = list(MIMO_OPENINGS.finditer(text))
+        if not openings:
+            return "", "no_opening"
+        return MIMO_CAPTION_REMARK.sub("", text[openings[-1].start():]).strip(), None
 
     def clean(self, text: str) -> str:
         # The answer is what follows the last </think>; a reasoning never closed has no answer yet.

@@ -83,21 +83,39 @@ class Backend:
         return self.processor
 
     # -- generation -------------------------------------------------------------------------
+    #: The longest answer a caption request allows when the recipe does not say (SPEC §2.1:
+    #: 2,048 new tokens; a model that reasons before it answers needs more: MiMo-VL 8,192).
+    default_max_new_tokens: int = 2048
+
     def chat(
         self,
         conversations: list[list[dict[str, Any]]],
         *,
         max_new_tokens: int = 512,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
+        do_sample: bool | None = False,
+        temperature: float | None = 1.0,
+        top_p: float | None = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float | None = 1.0,
         seed: int | None = None,
     ) -> list[str]:
         """One answer per conversation, in order. Batched: left padding, one ``generate``
         call per chunk of ``options.batch_size`` conversations. Answers are cleaned per
-        family (e.g. MiMo-VL: the text after the last ``</think>``). ``seed`` fixes sampling."""
+        family (e.g. MiMo-VL: the text after the last ``</think>``). ``seed`` fixes sampling.
+        A decoding setting given as ``None`` is the checkpoint's own (``generation_config.json``)."""
         raise NotImplementedError
+
+    def generation_settings(self, **settings) -> dict[str, Any]:
+        """The decoding settings ``chat(**settings)`` really uses: each ``None`` replaced by the
+        checkpoint's value, plus ``greedy`` (no sampling, or sampling with ``top_k`` 1)."""
+        out = dict(settings)
+        out["greedy"] = not out.get("do_sample") or out.get("top_k") == 1
+        return out
+
+    def clean_description(self, text: str) -> tuple[str, str | None]:
+        """A whole-video description (a summary) as pairs use it, and why it is unusable
+        (``None``: usable). Family-specific (MiMo-VL, SPEC §2.5); by default the text as it is."""
+        return text, None
 
     # -- training batches -------------------------------------------------------------------
     def encode_preference(

@@ -179,15 +179,32 @@ class HFChatBackend(Backend):
     def clean(self, text: str) -> str:
         return text.strip()
 
-    def chat(self, conversations, *, max_new_tokens=512, do_sample=False, temperature=1.0, top_p=1.0,
+    def chat(self, conversations, *, max_new_tokens=512, do_sample=False, temperature=1.0, top_p=1.0, top_k=None,
              repetition_penalty=1.0, seed=None) -> list[str]:
         answers: list[str] = []
         size = self.options.batch_size
+        settings = self.generation_settings(
+            max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
+            repetition_penalty=repetition_penalty,
+        )
         for start in range(0, len(conversations), size):
-            answers += self._chat_batch(conversations[start : start + size], max_new_tokens, do_sample, temperature, top_p, repetition_penalty, seed)
+            answers += self._chat_batch(conversations[start : start + size], settings, seed)
         return answers
 
-    def _chat_batch(self, conversations, max_new_tokens, do_sample, temperature, top_p, repetition_penalty, seed):
+    _SAMPLING_KEYS = ("temperature", "top_p", "top_k")
+
+    def generation_settings(self, **settings) -> dict[str, Any]:
+        config = self.model.generation_config
+        out = {}
+        for key, value in settings.items():
+            out[key] = value if value is not None else getattr(config, key, None)
+        if not out.get("do_sample"):
+            for key in self._SAMPLING_KEYS:  # not used when decoding greedily
+                out.pop(key, None)
+        out["greedy"] = not out.get("do_sample") or out.get("top_k") == 1
+        return out
+
+    def _chat_batch(self, conversations, settings, seed):
         model, tok = self.model, self.processor
         rows, visuals = [], []
         for conversation in conversations:
@@ -208,14 +225,12 @@ class HFChatBackend(Backend):
         for key in ("pixel_values_videos", "pixel_values"):
             if key in inputs:
                 inputs[key] = inputs[key].to(model.dtype)
-        sampling = {"do_sample": do_sample}
-        if do_sample:
-            sampling.update(temperature=temperature, top_p=top_p)
-            if seed is not None:
-                torch.manual_seed(seed)
+        # Every setting explicit (the checkpoint's where the caller gave none): what is logged is what ran.
+        decoding = {k: v for k, v in settings.items() if k != "greedy" and v is not None}
+        if settings.get("do_sample") and seed is not None:
+            torch.manual_seed(seed)
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
-                                 pad_token_id=tok.pad_token_id, **sampling)
+            out = model.generate(**inputs, pad_token_id=tok.pad_token_id, **decoding)
         new = out[:, input_ids.shape[1]:]
         return [self.clean(self.decode(row)) for row in new]
 
