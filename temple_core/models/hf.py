@@ -37,13 +37,16 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         device_map: str | None = None
         #: transformers attention implementation (sdpa, eager, flash_attention_2).
         attn_implementation: str | None = None
-        #: Frames sampled per second of video. (SPEC §5: 2 fps for training)
+        #: Frames sampled per second of a video the backend is asked about (chat: evaluation);
+        #: training stages set their own (their ``video`` preset), the captioner shows keyframes.
         fps: float = attrs.field(default=2.0, validator=attrs.validators.gt(0.0))
-        #: At most this many frames per video (spread over the range when more). (SPEC §5)
+        #: At most this many frames per video in chat (spread over the range when more).
         max_frames: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-        #: Pixels per frame at most after resizing (smart_resize). (SPEC §5: 90,000 for training)
+        #: Pixels per frame at most after resizing (smart_resize) in chat; a content item's own
+        #: ``max_pixels`` (the captioner's clips) wins.
         max_pixels: int = attrs.field(default=default_max_pixels, validator=attrs.validators.ge(784))
-        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56).
+        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56); also
+        #: training's unless the stage's preset sets one.
         min_pixels: int = attrs.field(default=default_min_pixels, validator=attrs.validators.ge(784))
         #: Conversations per generate call.
         batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))

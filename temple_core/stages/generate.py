@@ -30,7 +30,7 @@ class PairFilters:
 class Sampling:
     """Generation settings for the summaries (SPEC §2.4). What the release passed is set; the
     rest (null) is the checkpoint's ``generation_config.json``, as in the release -- mind
-    checkpoints that set ``top_k: 1`` (Qwen2-VL-7B, Qwen2.5-VL-7B): their "sampled" summaries
+    checkpoints that set ``top_k: 1`` (Qwen2.5-VL-7B-Instruct does): their "sampled" summaries
     are greedy unless ``top_k`` is set here. The effective settings are in the stage summary."""
 
     #: Sample (true) or decode greedily. (SPEC §2)
