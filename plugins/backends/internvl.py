@@ -214,7 +214,8 @@ class InternVLBackend(AnswerAfterThinking, HFChatBackend):
         out = proc(images=[image_uint8(image, self.family)], crop_to_patches=opts.image_tiling, min_patches=low, max_patches=high, return_tensors="pt")
         return out["pixel_values"]
 
-    def visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None) -> dict[str, Any]:
+    def visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None, total_pixels=None) -> dict[str, Any]:
+        # Pixel bounds do not apply: every frame (and tile) is the tower's square tile size.
         seq = self.model.config.image_seq_length
         if item["type"] == "image":
             pixels = self._image_tiles(item["image"])
@@ -263,6 +264,9 @@ class InternVLBackend(AnswerAfterThinking, HFChatBackend):
         return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=vision_features.repeat(repeat, 1, 1))}}
 
     # -- surgery ----------------------------------------------------------------------------
+    def projector_module_name(self) -> str:
+        return "multi_modal_projector"
+
     def vision_module_names(self, model) -> list[str]:
         return [name for name, _ in model.named_modules() if name.split(".")[-1] in ("vision_tower", "multi_modal_projector")
                 and name.count("vision_tower") + name.count("multi_modal_projector") == 1]

@@ -115,6 +115,12 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
 
     processor_class = "Qwen3VLProcessor"
 
+    def projector_module_names(self, model) -> list[str]:
+        """Qwen3-VL projects onto the language model twice: the final ``merger`` and the
+        deepstack mergers that feed early LM layers. Neither is LoRA-trained in SFT."""
+        return [*super().projector_module_names(model),
+                *(name for name, _ in model.named_modules() if name.endswith("visual.deepstack_merger_list"))]
+
     def processor_files(self, config) -> dict[str, dict]:
         """The processor files of a Qwen3-VL checkpoint (Qwen3-VL-8B-Instruct's layout: patch
         16, mean/std 0.5), written into the tiny presets so that transformers' AutoProcessor

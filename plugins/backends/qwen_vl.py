@@ -9,14 +9,16 @@ template come from the model directory.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
 from temple_core.hookspecs import hookimpl
 from temple_core.models.hf import AnswerAfterThinking, HFChatBackend
-from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, item_frames, qwen_patchify
+from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, frame_pixel_cap, item_frames, qwen_patchify
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
 CHAT_TEMPLATE = (
@@ -64,6 +66,9 @@ class QwenVLBackend(HFChatBackend):
             "video_preprocessor_config.json": {**common, "video_processor_type": "Qwen2VLVideoProcessor", "do_sample_frames": False},
         }
 
+    def projector_module_name(self) -> str:
+        return "merger"  # the patch merger inside ``visual``: Qwen's projector onto the LM
+
     def _ids(self):
         cfg = self.model.config
         return cfg.image_token_id, cfg.video_token_id
@@ -73,22 +78,24 @@ class QwenVLBackend(HFChatBackend):
         return self.model.config.vision_config
 
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
         """One content item (video or image) -> ``{"kind", "pixels", "grid", "tokens", "seconds_per_grid"}``."""
         vc = self._vision_cfg()
         fps = fps or self.options.fps
-        common = dict(
-            patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size,
-            min_pixels=min_pixels or self.options.min_pixels, max_pixels=max_pixels or self.options.max_pixels,
-        )
+        low = item.get("min_pixels") or min_pixels or self.options.min_pixels
+        high = item.get("max_pixels") or max_pixels or self.options.max_pixels
+        common = dict(patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size,
+                      min_pixels=low)
         if item["type"] == "image":
             image = np.asarray(item["image"])[None]
             # The image processor tiles one image over the temporal patch.
-            pixels, grid = qwen_patchify(np.repeat(image, vc.temporal_patch_size, 0), **common)
+            pixels, grid = qwen_patchify(np.repeat(image, vc.temporal_patch_size, 0), max_pixels=high, **common)
             kind, rate = "image", None
         else:
             frames, rate = item_frames(item, fps, max_frames or self.options.max_frames)
-            pixels, grid = qwen_patchify(frames, **common)
+            cap = frame_pixel_cap(high, low, total_pixels, len(frames), vc.temporal_patch_size)
+            pixels, grid = qwen_patchify(frames, max_pixels=cap, **common)
             kind = "video"
         tokens = grid[0] * grid[1] * grid[2] // vc.spatial_merge_size**2
         spg = vc.temporal_patch_size / rate if rate else None
@@ -180,10 +187,39 @@ class Qwen2_5VLBackend(QwenVLBackend):
         )
 
 
+#: What opens MiMo-VL's description of a video, where its clean-up keeps the text from (SPEC §2.5).
+MIMO_OPENINGS = re.compile(r"the video (?:opens|starts|begins)", re.IGNORECASE)
+#: A parenthetical remark about the caption itself ("(caption of clip 3)"), no nested parentheses.
+MIMO_CAPTION_REMARK = re.compile(r"\([^()]*aption[^()]*\)")
+
+
+@attrs.define(kw_only=True)
+class MiMoVLOptions(HFChatBackend.Options):
+    #: Clean MiMo-VL's video descriptions as the release does (SPEC §2.5): keep the text from
+    #: the last "The video opens/starts/begins", drop a description without one, strip
+    #: parenthetical "(...caption...)" remarks.
+    clean_descriptions: bool = True
+
+
 class MiMoVLBackend(AnswerAfterThinking, Qwen2_5VLBackend):
     """MiMo-VL (Qwen2.5-VL architecture; reasons in ``<think>...</think>``, the answer follows)."""
 
     family = "mimo_vl"
+    Options = MiMoVLOptions
+    #: Its reasoning comes first: the release let it write 8,192 new tokens (SPEC §2.1).
+    default_max_new_tokens = 8192
+
+    def clean_description(self, text: str) -> tuple[str, str | None]:
+        """The release's clean-up of MiMo-VL's summaries (SPEC §2.5; ``clean`` has already kept
+        the text after the last ``</think>``). The last opening phrase is found case-blind, as
+        the release's ``rfind`` on the lower-cased text; the remark pattern is case-sensitive
+        (``aption``: "caption" or "Caption"), as the release's."""
+        if not self.options.clean_descriptions:
+            return text, None
+        openings = list(MIMO_OPENINGS.finditer(text))
+        if not openings:
+            return "", "no_opening"
+        return MIMO_CAPTION_REMARK.sub("", text[openings[-1].start():]).strip(), None
 
 
 def _tiny_text(tok) -> dict:

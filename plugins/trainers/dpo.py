@@ -44,8 +44,6 @@ class DPO(Trainer):
         loss_type: str = "sigmoid"
         #: Learning rate, SPEC §5.
         lr: float = attrs.field(default=5e-6, validator=_pos)
-        #: Fraction of the steps spent warming the learning rate up (SPEC §5).
-        warmup_ratio: float = attrs.field(default=0.05, validator=_ge0)
         #: LoRA alpha, SPEC §5.
         lora_alpha: int = attrs.field(default=64, validator=_pos)
         #: The vision tower is not trained during DPO (SPEC §5).

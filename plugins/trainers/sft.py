@@ -1,5 +1,5 @@
 """``sft``: video instruction tuning on TRL's ``SFTTrainer`` (SPEC §5): LoRA r32/a32, lr 1e-4,
-vision tower trainable. Data: a JSONL file of ``messages`` + ``videos`` (docs/training.md)."""
+on the language model and the vision tower (not the projector). Data: a JSONL file of ``messages`` + ``videos`` (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from temple_core.hookspecs import hookimpl
 from temple_core.training.options import TrainerOptions, args_validator
 
 _pos = attrs.validators.gt(0)
-_ge0 = attrs.validators.ge(0)
 
 
 class SFT(Trainer):
-    """Video SFT (TRL SFTTrainer): next-token loss on the answers, LoRA r32/a32, vision trained."""
+    """Video SFT (TRL SFTTrainer): next-token loss on the answers, LoRA r32/a32 on the LM and the vision tower."""
 
     #: What its ``data`` is: ``pairs`` (a pairs file / this run's pairs) or ``sft`` (an SFT file).
     data_kind = "sft"
@@ -25,13 +24,12 @@ class SFT(Trainer):
     class Options(TrainerOptions):
         #: Learning rate, SPEC §5.
         lr: float = attrs.field(default=1e-4, validator=_pos)
-        #: Fraction of the steps spent warming the learning rate up.
-        warmup_ratio: float = attrs.field(default=0.03, validator=_ge0)
         #: LoRA alpha, SPEC §5.
         lora_alpha: int = attrs.field(default=32, validator=_pos)
-        #: The vision tower during SFT: ``full`` (every parameter trained, SPEC §5), ``lora``
-        #: (LoRA on its linear layers) or ``frozen``.
-        vision: str = attrs.field(default="full", validator=attrs.validators.in_(("full", "lora", "frozen")))
+        #: The vision tower during SFT: ``lora`` (LoRA on the tower's linear layers, the projector
+        #: not trained: the release's ``freeze_vit False`` with LoRA, SPEC §5), ``full`` (every
+        #: parameter of the tower and the projector trained) or ``frozen``.
+        vision: str = attrs.field(default="lora", validator=attrs.validators.in_(("lora", "full", "frozen")))
         #: Any other ``trl.SFTConfig`` option, passed through (checked against its fields).
         args: dict[str, Any] = attrs.field(factory=dict, validator=args_validator("SFTConfig"))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-#: Reasons a pair is dropped, in the order they are checked.
+#: Reasons a pair is dropped by the filters, in the order they are checked. (Before them, a
+#: pair whose response a backend's clean-up found unusable is dropped with the clean-up's reason,
+#: e.g. ``no_opening`` for MiMo-VL, SPEC §2.5.)
 REASONS = ("empty", "contained", "not_longer", "length_ratio")
 
 

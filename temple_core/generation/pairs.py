@@ -26,7 +26,10 @@ def make_pairs(
     for rejected in record.rejected:
         prompt = rng.choice(list(prompts))
         pid = pair_id(record.video_id, rejected["perturbation"], rejected["difficulty"])
-        reason = drop_reason(record.chosen, rejected["text"], rejected["perturbation"], filters)
+        # A response the backend's clean-up found unusable (MiMo-VL without an opening sentence,
+        # SPEC §2.5) drops its pairs for that reason, before the filters.
+        reason = (record.extra.get("chosen_unusable") or rejected.get("unusable")
+                  or drop_reason(record.chosen, rejected["text"], rejected["perturbation"], filters))
         if reason is not None:
             dropped[pid] = reason
             continue

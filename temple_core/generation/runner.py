@@ -17,7 +17,7 @@ from temple_core.distributed import shard
 from temple_core.errors import TempleError
 from temple_core.generation.pairs import make_pairs
 from temple_core.generation.plan import video_rng, video_seed
-from temple_core.generation.prompts import PAIR_PROMPTS
+from temple_core.generation.prompts import PAIR_PROMPTS, one_of, read_prompt_lines
 from temple_core.records import CaptionRecord, VideoRecord
 from temple_core.store import RunLayout, ShardedJsonl, read_jsonl
 
@@ -88,6 +88,11 @@ def summarize(captions: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> di
         by_perturbation.setdefault(p["perturbation"], Counter())[str(p["difficulty"])] += 1
     dropped = Counter(reason for c in captions for reason in (c.get("dropped") or {}).values())
     generators = sorted({c.get("generator", "?") for c in captions})
+    # The decoding settings that really ran (the checkpoint's where the recipe left them unset).
+    generation = []
+    for c in captions:
+        if c.get("generation") and c["generation"] not in generation:
+            generation.append(c["generation"])
     return {
         "videos": len(captions),
         "pairs": len(pairs),
@@ -95,6 +100,7 @@ def summarize(captions: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> di
         "pairs_by_perturbation": {k: dict(v) for k, v in by_perturbation.items()},
         "dropped": dict(dropped),
         "generator": generators[0] if len(generators) == 1 else generators,
+        **({"generation": generation[0] if len(generation) == 1 else generation} if generation else {}),
     }
 
 
@@ -115,7 +121,7 @@ def run_stage(ctx) -> dict[str, Any]:
             raise TempleError(f"generate.backend: captioner '{config.captioner.name}' needs a backend")
         backend = config.backend.build(ctx.plugins)
     perturbations = [(spec.name, spec.build(ctx.plugins)) for spec in config.perturbations]
-    prompts = list(config.prompts) if config.prompts else list(PAIR_PROMPTS)
+    prompts = list(one_of(config.prompts, config.prompts_file, PAIR_PROMPTS, read=read_prompt_lines))
     written = {r["pair_id"] for r in pairs.records()} if mine else set()
 
     progress = _Progress(len(mine), ctx.progress, getattr(backend, "tokenizer", None) if backend is not None else None)

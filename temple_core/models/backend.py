@@ -9,7 +9,8 @@ Conversation format (``chat``), HF-chat style::
 
     [{"role": "user", "content": [
         {"type": "video", "path": "a.mp4", "start": 1.0, "end": 4.5},   # seconds, both optional
-        {"type": "video", "frames": [np.ndarray (H, W, 3) uint8 RGB, ...]},
+        {"type": "video", "frames": [np.ndarray (H, W, 3) uint8 RGB, ...]},   # + optional "fps"
+        {"type": "video", "frames": [...], "max_pixels": 401408},  # per-item pixel bounds win
         {"type": "image", "image": np.ndarray (H, W, 3) uint8 RGB},
         {"type": "text", "text": "Describe the video."}]}]
 
@@ -112,21 +113,27 @@ class Backend:
         return self.processor
 
     # -- generation -------------------------------------------------------------------------
+    #: The longest answer a caption request allows when the recipe does not say (SPEC §2.1:
+    #: 2,048 new tokens; a model that reasons before it answers needs more: MiMo-VL 8,192).
+    default_max_new_tokens: int = 2048
+
     @abstractmethod
     def chat(
         self,
         conversations: list[list[dict[str, Any]]],
         *,
         max_new_tokens: int = 512,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
+        do_sample: bool | None = False,
+        temperature: float | None = 1.0,
+        top_p: float | None = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float | None = 1.0,
         seed: int | None = None,
     ) -> list[str]:
         """One answer per conversation, in order. Batched: left padding, one ``generate``
         call per chunk of ``options.batch_size`` conversations. Answers are cleaned per
-        family (e.g. MiMo-VL: the text after the last ``</think>``). ``seed`` fixes sampling."""
+        family (e.g. MiMo-VL: the text after the last ``</think>``). ``seed`` fixes sampling.
+        A decoding setting given as ``None`` is the checkpoint's own (``generation_config.json``)."""
         raise NotImplementedError
 
     # -- scoring ------------------------------------------------------------------------------
@@ -141,13 +148,28 @@ class Backend:
         ``options.batch_size``). Scores do not depend on the batch size (up to float rounding)."""
         raise NotImplementedError
 
+    def generation_settings(self, **settings) -> dict[str, Any]:
+        """The decoding settings ``chat(**settings)`` really uses: each ``None`` replaced by the
+        checkpoint's value, plus ``greedy`` (no sampling, or sampling with ``top_k`` 1)."""
+        out = dict(settings)
+        out["greedy"] = not out.get("do_sample") or out.get("top_k") == 1
+        return out
+
+    def clean_description(self, text: str) -> tuple[str, str | None]:
+        """A whole-video description (a summary) as pairs use it, and why it is unusable
+        (``None``: usable). Family-specific (MiMo-VL, SPEC §2.5); by default the text as it is."""
+        return text, None
+
     # -- training batches -------------------------------------------------------------------
     @abstractmethod
     def encode_preference(
         self, *, video, prompt: str, chosen: str, rejected: str, max_length: int,
         fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
+        min_pixels: int | None = None, total_pixels: int | None = None,
     ) -> dict[str, Any]:
         """One pair, unpadded. ``video`` is a path or a video content item (see module doc).
+        The video arguments are the stage's video input (docs/training.md); ``total_pixels``
+        caps each frame at ``max(min(max_pixels, total_pixels / frames x 2), 1.05 x min_pixels)``.
         Raises ``SkipSample`` when prompt + answer would exceed ``max_length``."""
         raise NotImplementedError
 
@@ -155,6 +177,7 @@ class Backend:
     def encode_sft(
         self, *, messages: list[dict[str, Any]], videos: list, max_length: int,
         fps: float | None = None, max_frames: int | None = None, max_pixels: int | None = None,
+        min_pixels: int | None = None, total_pixels: int | None = None,
     ) -> dict[str, Any]:
         """One SFT sample: ``messages`` (HF-chat, ``<video>`` placeholders in text or video
         content items) and the ``videos`` paths they refer to, in order. Loss on assistant
@@ -198,8 +221,15 @@ class Backend:
         raise NotImplementedError
 
     @abstractmethod
+    def projector_module_names(self, model) -> list[str]:
+        """Module names (prefixes) of the projector between the vision tower and the language
+        model (Qwen's ``merger``, InternVL's ``multi_modal_projector``): never LoRA-trained."""
+        raise NotImplementedError
+
+    @abstractmethod
     def vision_lora_target_modules(self, model) -> list[str]:
-        """Full module names of the linear layers of the vision tower and projector."""
+        """Full module names of the linear layers of the vision tower, *not* the projector's
+        (SFT's LoRA on the tower, SPEC §5: the release's ``freeze_vit False``, aligner frozen)."""
         raise NotImplementedError
 
     @abstractmethod

@@ -43,13 +43,16 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         device_map: str | None = None
         #: transformers attention implementation (sdpa, eager, flash_attention_2).
         attn_implementation: str | None = None
-        #: Frames sampled per second of video. (SPEC §5: 2 fps for training)
+        #: Frames sampled per second of a video the backend is asked about (chat: evaluation);
+        #: training stages set their own (their ``video`` preset), the captioner shows keyframes.
         fps: float = attrs.field(default=2.0, validator=attrs.validators.gt(0.0))
-        #: At most this many frames per video (spread over the range when more). (SPEC §5)
+        #: At most this many frames per video in chat (spread over the range when more).
         max_frames: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-        #: Pixels per frame at most after resizing (smart_resize). (SPEC §5: 90,000 for training)
+        #: Pixels per frame at most after resizing (smart_resize) in chat; a content item's own
+        #: ``max_pixels`` (the captioner's clips) wins.
         max_pixels: int = attrs.field(default=default_max_pixels, validator=attrs.validators.ge(784))
-        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56).
+        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56); also
+        #: training's unless the stage's preset sets one.
         min_pixels: int = attrs.field(default=default_min_pixels, validator=attrs.validators.ge(784))
         #: Conversations per generate call.
         batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
@@ -199,8 +202,13 @@ class HFChatBackend(Backend):
 
     # -- family hooks ---------------------------------------------------------------------------
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
-        """One video/image content item -> a dict with at least ``kind`` and ``tokens``."""
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
+        """One video/image content item -> a dict with at least ``kind`` and ``tokens``.
+
+        The arguments override the backend's options (a training stage's video input); an
+        item's own ``max_pixels`` / ``min_pixels`` keys override both (the captioner's clips).
+        ``total_pixels`` is a whole video's pixel budget (see :func:`frame_pixel_cap`)."""
         raise NotImplementedError
 
     def expand_placeholder(self, placeholder: str, visual: dict[str, Any]) -> str:
@@ -241,15 +249,32 @@ class HFChatBackend(Backend):
     def clean(self, text: str) -> str:
         return text.strip()
 
-    def chat(self, conversations, *, max_new_tokens=512, do_sample=False, temperature=1.0, top_p=1.0,
+    def chat(self, conversations, *, max_new_tokens=512, do_sample=False, temperature=1.0, top_p=1.0, top_k=None,
              repetition_penalty=1.0, seed=None) -> list[str]:
         answers: list[str] = []
         size = self.options.batch_size
+        settings = self.generation_settings(
+            max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
+            repetition_penalty=repetition_penalty,
+        )
         for start in range(0, len(conversations), size):
-            answers += self._chat_batch(conversations[start : start + size], max_new_tokens, do_sample, temperature, top_p, repetition_penalty, seed)
+            answers += self._chat_batch(conversations[start : start + size], settings, seed)
         return answers
 
-    def _chat_batch(self, conversations, max_new_tokens, do_sample, temperature, top_p, repetition_penalty, seed):
+    _SAMPLING_KEYS = ("temperature", "top_p", "top_k")
+
+    def generation_settings(self, **settings) -> dict[str, Any]:
+        config = self.model.generation_config
+        out = {}
+        for key, value in settings.items():
+            out[key] = value if value is not None else getattr(config, key, None)
+        if not out.get("do_sample"):
+            for key in self._SAMPLING_KEYS:  # not used when decoding greedily
+                out.pop(key, None)
+        out["greedy"] = not out.get("do_sample") or out.get("top_k") == 1
+        return out
+
+    def _chat_batch(self, conversations, settings, seed):
         model, tok = self.model, self.processor
         rows, visuals = [], []
         for conversation in conversations:
@@ -270,14 +295,12 @@ class HFChatBackend(Backend):
         for key in ("pixel_values_videos", "pixel_values"):
             if key in inputs:
                 inputs[key] = inputs[key].to(model.dtype)
-        sampling = {"do_sample": do_sample}
-        if do_sample:
-            sampling.update(temperature=temperature, top_p=top_p)
-            if seed is not None:
-                torch.manual_seed(seed)
+        # Every setting explicit (the checkpoint's where the caller gave none): what is logged is what ran.
+        decoding = {k: v for k, v in settings.items() if k != "greedy" and v is not None}
+        if settings.get("do_sample") and seed is not None:
+            torch.manual_seed(seed)
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
-                                 pad_token_id=tok.pad_token_id, **sampling)
+            out = model.generate(**inputs, pad_token_id=tok.pad_token_id, **decoding)
         new = out[:, input_ids.shape[1]:]
         return [self.clean(self.decode(row)) for row in new]
 
@@ -357,9 +380,10 @@ class HFChatBackend(Backend):
         completion = tok(answer + self.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
         return prompt, completion
 
-    def encode_preference(self, *, video, prompt, chosen, rejected, max_length, fps=None, max_frames=None, max_pixels=None):
+    def encode_preference(self, *, video, prompt, chosen, rejected, max_length, fps=None, max_frames=None, max_pixels=None,
+                          min_pixels=None, total_pixels=None):
         item = video if isinstance(video, dict) else {"type": "video", "path": str(video)}
-        vis = self.visual_inputs(item, fps, max_frames, max_pixels)
+        vis = self.visual_inputs(item, fps, max_frames, max_pixels, min_pixels, total_pixels)
         messages = [{"role": "user", "content": [item, {"type": "text", "text": prompt}]}]
         out: dict[str, Any] = {"visuals": [vis]}
         for side, answer in (("chosen", chosen), ("rejected", rejected)):
@@ -372,7 +396,8 @@ class HFChatBackend(Backend):
             out.update({f"{side}_{k}": v for k, v in self.row_extras(ids).items()})
         return out
 
-    def encode_sft(self, *, messages, videos, max_length, fps=None, max_frames=None, max_pixels=None):
+    def encode_sft(self, *, messages, videos, max_length, fps=None, max_frames=None, max_pixels=None, min_pixels=None,
+                   total_pixels=None):
         # ``<video>`` placeholders in text, or video items, in order; paths from ``videos``.
         paths = list(videos)
         visuals, converted = [], []
@@ -388,7 +413,7 @@ class HFChatBackend(Backend):
                         raise SkipSample("more <video> placeholders than videos")
                     c = {"type": "video", "path": str(paths.pop(0))}
                 if c["type"] in ("video", "image"):
-                    visuals.append(self.visual_inputs(c, fps, max_frames, max_pixels))
+                    visuals.append(self.visual_inputs(c, fps, max_frames, max_pixels, min_pixels, total_pixels))
                 items.append(c)
             converted.append({"role": m["role"], "content": items})
         tok = self.processor
@@ -459,8 +484,19 @@ class HFChatBackend(Backend):
         prefixes = tuple(n for n, _ in model.named_modules() if n.endswith("language_model") and n.count("language_model") == 1)
         return linear_module_names(model, prefixes)
 
+    def projector_module_name(self) -> str:
+        """Short name of the projector module (``merger`` for Qwen)."""
+        raise NotImplementedError
+
+    def projector_module_names(self, model) -> list[str]:
+        short = self.projector_module_name()
+        return [name for name, _ in model.named_modules() if name.split(".")[-1] == short and name.count(short) == 1]
+
     def vision_lora_target_modules(self, model) -> list[str]:
-        return linear_module_names(model, tuple(self.vision_module_names(model)))
+        projector = tuple(self.projector_module_names(model))
+        inside = tuple(p + "." for p in projector)
+        tower = linear_module_names(model, tuple(self.vision_module_names(model)))
+        return [name for name in tower if name not in projector and not name.startswith(inside)]
 
     def merge_and_save(self, model, out_dir) -> None:
         if hasattr(model, "merge_and_unload"):

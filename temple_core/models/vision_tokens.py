@@ -104,6 +104,22 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return hf_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
+def frame_pixel_cap(max_pixels: float, min_pixels: int, total_pixels: int | None, frames: int, temporal_factor: int = 2) -> float:
+    """The per-frame pixel cap of a video that has a total pixel budget.
+
+    qwen-vl-utils' rule (``fetch_video``; ms-swift's ``VIDEO_TOTAL_PIXELS``, which the release's
+    launchers set): ``max(min(max_pixels, total_pixels / frames * temporal_factor),
+    int(min_pixels * 1.05))`` -- a frame's share of the budget, counting the ``temporal_factor``
+    frames of a temporal patch as one, never below 1.05x the minimum. transformers'
+    ``Qwen2VLVideoProcessor`` (``cap_pixels_per_frame``) has the same rule with an integer
+    division and a budget of its own (90% of ``max_video_tokens``); we follow qwen-vl-utils.
+    ``frames`` is the number of sampled frames (before padding to the temporal patch).
+    Without a budget the cap is ``max_pixels``."""
+    if total_pixels is None:
+        return max_pixels
+    return max(min(max_pixels, total_pixels / max(1, frames) * temporal_factor), int(min_pixels * 1.05))
+
+
 def resize_uint8(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
     """``(T, H, W, 3) uint8`` -> ``(T, 3, height, width)`` float in 0..255, resized exactly
     as torchvision's ``uint8`` bicubic antialiased resize on the CPU (torch's native kernel)."""

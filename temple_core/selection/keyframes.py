@@ -1,54 +1,60 @@
-"""Keyframes: the clearest frame near 1/3 and 2/3 of each segment (SPEC §1).
+"""Keyframes: the clearest frame near 1/3 and 2/3 of each segment, as the release picks them (SPEC §1).
 
-Clarity of a frame = mean absolute Laplacian (grayscale, 3x3 Gaussian blur, Laplacian
-ksize 3). For a segment of ``length`` frames starting at ``first``: ``interval = length /
-k_plus_1`` (``length / 3`` for 2 keyframes), anchors at ``first + m * interval`` (m = 1, 2),
-and around each anchor a window of width ``W = interval`` (frames with ``|i - anchor| <=
-W / 2``). A frame's score is ``clarity * cos(pi * d / W)`` with ``d = i - anchor``; the
-keyframe is the best-scoring frame in the window (the earliest on a tie).
+Reproduced bit for bit from the released rule, including its integer arithmetic:
+
+* clarity of a frame = mean of the *saturated* absolute Laplacian: 3x3 Gaussian blur of the
+  RGB frame, RGB -> gray, Laplacian (ksize 3) in int16, ``convertScaleAbs`` (|x| capped at 255);
+* a segment runs from ``start`` (first frame of its first shot) to ``end`` (last frame of its
+  last shot); ``interval = (end - start) / (k + 1)`` for ``k`` keyframes (3 for 2);
+* keyframe i (1..k): anchor ``c = int(start + interval * i)``, half width ``h = int(interval) // 2``,
+  the half-open window ``[c - h, c + h)`` and weights ``cos(pi * d / (2h))`` for ``d = frame - c``
+  in ``[-h, h)``; the keyframe is the frame with the largest ``clarity x weight``, the first one on
+  a tie. (The window is asymmetric: ``c - h`` has weight ``cos(-pi/2)`` ~ 6e-17, ``c + h`` is out.)
+
+Edge case the release does not handle: when ``h`` is 0 (``end - start < 2 (k + 1)``, i.e. a
+segment of under 7 frames for 2 keyframes) its window is empty and the release fails (``max``
+of nothing). Here the keyframe is then the anchor ``c`` itself (a window of one frame). The
+selection's minimum shot length (8 frames) means this only happens with changed defaults.
+The weights are computed with numpy, as the release does (``np.cos`` and Python's ``math.cos``
+may differ in the last bit, which could flip a near-tie).
 """
 
 from __future__ import annotations
-
-import math
 
 import cv2
 import numpy as np
 
 
 def clarity(frame: np.ndarray) -> float:
-    """Mean absolute Laplacian of a frame (RGB ``(H, W, 3)`` or grayscale ``(H, W)``)."""
-    gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    blurred = cv2.GaussianBlur(gray, (3, 3), 0)
-    # The ksize-3 Laplacian of uint8 is an integer within +-16 * 255: int16 holds it exactly,
-    # and the L1 norm sums |values| without the float64 temporaries (~3x faster at 720p).
-    laplacian = cv2.Laplacian(blurred, cv2.CV_16S, ksize=3)
-    return float(cv2.norm(laplacian, cv2.NORM_L1)) / laplacian.size
+    """Mean saturated |Laplacian| of a frame (RGB ``(H, W, 3)``, or an already gray ``(H, W)``),
+    exactly the float64 ``mean()`` of the release's ``convertScaleAbs`` image."""
+    blurred = cv2.GaussianBlur(frame, (3, 3), 0)  # on the RGB frame, before the conversion (the release's order)
+    gray = blurred if blurred.ndim == 2 else cv2.cvtColor(blurred, cv2.COLOR_RGB2GRAY)
+    saturated = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S, ksize=3))
+    # The sum of uint8 values is exact in float64; one division, as numpy's mean does.
+    return float(cv2.norm(saturated, cv2.NORM_L1)) / saturated.size
 
 
-def keyframe_windows(first: int, last: int, count: int = 2) -> list[tuple[float, float, list[int]]]:
-    """Per keyframe: ``(anchor, width, frame indices in its window)`` for segment ``[first, last]``."""
-    length = last - first + 1
-    interval = length / (count + 1)
+def keyframe_windows(start: int, end: int, count: int = 2) -> list[tuple[int, int, list[int]]]:
+    """Per keyframe of segment ``start..end``: ``(anchor c, half width h, frames of its window)``."""
+    interval = (end - start) / (count + 1)
     out = []
-    for m in range(1, count + 1):
-        anchor = first + m * interval
-        lo = max(first, math.ceil(anchor - interval / 2))
-        hi = min(last, math.floor(anchor + interval / 2))
-        frames = list(range(lo, hi + 1)) or [min(last, max(first, round(anchor)))]
-        out.append((anchor, interval, frames))
+    for i in range(1, count + 1):
+        anchor = int(start + interval * i)
+        half = int(interval) // 2
+        frames = list(range(anchor - half, anchor + half)) if half > 0 else [anchor]
+        out.append((anchor, half, frames))
     return out
 
 
-def pick_keyframes(first: int, last: int, scores: dict[int, float], count: int = 2) -> list[int]:
-    """The keyframes of segment ``[first, last]`` given each window frame's clarity."""
+def pick_keyframes(start: int, end: int, scores: dict[int, float], count: int = 2) -> list[int]:
+    """The keyframes of segment ``start..end`` given the clarity of every frame of its windows."""
     picks = []
-    for anchor, width, frames in keyframe_windows(first, last, count):
-        best, best_frame = -math.inf, frames[0]
-        for i in frames:
-            weight = math.cos(math.pi * (i - anchor) / width) if width > 0 else 1.0
-            value = scores[i] * weight
-            if value > best:
-                best, best_frame = value, i
-        picks.append(int(best_frame))
+    for anchor, half, frames in keyframe_windows(start, end, count):
+        if half == 0:
+            picks.append(anchor)
+            continue
+        weights = np.cos(np.pi * np.arange(-half, half) / (half * 2))
+        weighted = (np.array([scores[i] for i in frames]) * weights).tolist()
+        picks.append(frames[weighted.index(max(weighted))])  # the first best, as list.index gives
     return picks

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import attrs
 
-from temple_core.config import ComponentSpec, Section, component_field
+from temple_core.config import ComponentSpec, Section, component_field, path_field
 from temple_core.errors import RecipeError
+from temple_core.generation.prompts import prompt_file_validator, prompt_list_validator
 
 #: Pair filters of SPEC §4, each a recipe option.
 
@@ -28,14 +29,21 @@ class PairFilters:
 
 @attrs.define(kw_only=True)
 class Sampling:
-    """Generation settings for the summaries (SPEC §2.4)."""
+    """Generation settings for the summaries (SPEC §2.4). What the release passed is set; the
+    rest (null) is the checkpoint's ``generation_config.json``, as in the release -- mind
+    checkpoints that set ``top_k: 1`` (Qwen2.5-VL-7B-Instruct does): their "sampled" summaries
+    are greedy unless ``top_k`` is set here. The effective settings are in the stage summary."""
 
     #: Sample (true) or decode greedily. (SPEC §2)
     do_sample: bool = True
     #: Softmax temperature when sampling. (SPEC §2)
     temperature: float = attrs.field(default=0.7, validator=attrs.validators.gt(0.0))
-    #: Nucleus sampling mass (1.0: off).
-    top_p: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
+    #: Nucleus sampling mass (1.0: off); null: the checkpoint's, as in the release (SPEC §2.4).
+    top_p: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.le(1.0)])
+    )
+    #: Sample among the k likeliest tokens (0: off); null: the checkpoint's, as in the release (SPEC §2.4).
+    top_k: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
     #: Penalty on repeated tokens (1.0: off). (SPEC §2)
     repetition_penalty: float = attrs.field(default=1.05, validator=attrs.validators.gt(0.0))
     #: Longest response (the release allows 8,192 new tokens). (SPEC §2)
@@ -68,12 +76,18 @@ class Config(Section):
     filters: PairFilters = attrs.Factory(PairFilters)
     #: Sampling of the summaries (SPEC §2.4).
     sampling: Sampling = attrs.Factory(Sampling)
-    #: Pair prompts ("describe the video in detail..."); null: the project's built-in list.
-    prompts: list[str] | None = None
+    #: Pair prompts ("describe the video in detail..."), one drawn per pair; null: the project's built-in list (SPEC §2.6).
+    prompts: list[str] | None = attrs.field(default=None, validator=prompt_list_validator)
+    #: A UTF-8 file of pair prompts, one per line, instead of ``prompts`` (SPEC §2.6).
+    prompts_file: str | None = path_field(None, validator=prompt_file_validator("pair", lines=True))
     #: Videos whose caption steps go to the backend together.
     videos_per_batch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: Also write the pairs in other tools' formats (``generate/export/<name>.jsonl``).
     exporters: list[ComponentSpec] = component_field("exporters", [])
+
+    def __attrs_post_init__(self):
+        if self.prompts is not None and self.prompts_file is not None:
+            raise ValueError("give prompts or prompts_file, not both")
 
 
     def check(self, recipe, plugins) -> None:

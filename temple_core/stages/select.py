@@ -4,7 +4,7 @@ Per video: one low-resolution decoding pass for shot detection, which also recor
 frame's grayscale range (the monochrome filter); the scene filters; one middle frame per
 clip (by seeking) through the similarity encoder; WPGMA grouping; segments and the segment
 filter; keyframes from the clarity of the frames in each segment's keyframe windows (by
-seeking, streamed); optional JPEG thumbnails of the keyframes. Memory does not grow with a
+seeking, streamed; the release's rule bit for bit, :mod:`temple_core.selection.keyframes`); optional JPEG thumbnails of the keyframes. Memory does not grow with a
 video's length: nothing holds more than a window of full-resolution frames.
 
 Resumable (a video's line is written when it is done; a re-run skips done videos) and split
@@ -73,7 +73,7 @@ class Config(Section):
     min_segments: int = attrs.field(default=4, validator=_ge0)
     #: Reject the video if one group appears as this many segments or more (or > len // 3). (SPEC §1)
     max_group_segments: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    #: Keyframes per segment, at 1/3 and 2/3 of it for 2 (SPEC §1).
+    #: Keyframes per segment, at 1/3 and 2/3 of it for 2, by the release's clarity-weighted rule (SPEC §1).
     keyframes_per_segment: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     #: Write ``select/thumbs/<video_id>/<frame>.jpg`` for each keyframe (for the report).
     thumbnails: bool = False
@@ -175,9 +175,10 @@ class Selector:
         wanted = {i for _, _, frames in windows for i in frames}
         lo, hi = min(wanted), max(wanted)
         scores: dict[int, float] = {}
-        # The windows are adjacent: one seek and one streamed run covers them all. Grayscale
-        # straight from the decoder (the luma plane) saves an RGB conversion per frame.
-        for index, frame in video.iter_range(lo, hi, format="gray"):
+        # The windows are adjacent: one seek and one streamed run covers them all. RGB frames:
+        # the release blurs the RGB frame before converting it to gray (SPEC §1), and the
+        # decoder's own luma plane would give other numbers.
+        for index, frame in video.iter_range(lo, hi):
             if index in wanted:
                 scores[index] = clarity(frame)
         return pick_keyframes(first, last, scores, self.config.keyframes_per_segment)

@@ -26,6 +26,11 @@ RESERVED = {
     "max_steps": "max_steps",
     "warmup_steps": "warmup_ratio",
     "warmup_ratio": "warmup_ratio",
+    "lr_scheduler_type": "lr_scheduler",
+    "optim": "optimizer",
+    "weight_decay": "weight_decay",
+    "adam_beta1": "adam_betas",
+    "adam_beta2": "adam_betas",
     "seed": "seed",
     "data_seed": "seed",
     "output_dir": "(the stage's folder)",
@@ -44,11 +49,36 @@ RESERVED = {
 
 _pos = attrs.validators.gt(0)
 _ge0 = attrs.validators.ge(0)
+_opt_pos = attrs.validators.optional(_pos)
+
+#: Training video input presets (SPEC §5). ``paper``: what the paper's appendix states;
+#: ``release``: what the authors' launchers ran (ms-swift with ``FPS=1 FPS_MAX_FRAMES=600
+#: VIDEO_TOTAL_PIXELS=9000000 VIDEO_MIN_PIXELS=3136``, ``--max_length 16384``). ``max_pixels``
+#: of ``release`` is qwen-vl-utils' per-frame cap ``VIDEO_MAX_PIXELS`` = 768 x 28 x 28, which the
+#: launchers left at its default; ``total_pixels`` is the per-video budget the per-frame cap is
+#: derived from (see docs/training.md). ``None``: the backend's own option.
+VIDEO_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"fps": 2.0, "max_frames": 100, "max_pixels": 90000, "min_pixels": None, "total_pixels": None, "max_length": 8192},
+    "release": {"fps": 1.0, "max_frames": 600, "max_pixels": 768 * 28 * 28, "min_pixels": 3136, "total_pixels": 9_000_000,
+                "max_length": 16384},
+}
+#: The options a preset fills in (the ones a stage entry leaves unset).
+PRESET_KEYS = ("fps", "max_frames", "max_pixels", "min_pixels", "total_pixels", "max_length")
+
+
+def _betas(instance, attribute, value):
+    if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
+        raise ValueError(f"must be two numbers in [0, 1), got {value}")
 
 
 @attrs.define(kw_only=True, frozen=True)
 class TrainerOptions:
-    """The options every trainer takes; ``dpo`` and ``sft`` add their own and set their defaults."""
+    """The options every trainer takes; ``dpo`` and ``sft`` add their own and set their defaults.
+
+    The video-input keys (``fps``, ``max_frames``, ``max_pixels``, ``min_pixels``,
+    ``total_pixels``) and ``max_length`` left unset are filled in from the ``video`` preset
+    when the options are built, so what a stage ran with is always written out in full.
+    """
 
     #: Global batch: per_device_batch_size x gradient accumulation x processes (SPEC §5).
     batch_size: int = attrs.field(default=16, validator=_pos)
@@ -58,21 +88,37 @@ class TrainerOptions:
     epochs: float = attrs.field(default=1.0, validator=_pos)
     #: Stop after this many optimizer steps (-1: run the epochs).
     max_steps: int = -1
-    #: transformers learning-rate schedule name.
+    #: Fraction of the steps spent warming the learning rate up, both trainers (SPEC §5; a number >= 1 is a step count).
+    warmup_ratio: float = attrs.field(default=0.05, validator=_ge0)
+    #: transformers learning-rate schedule name (SPEC §5: cosine).
     lr_scheduler: str = "cosine"
+    #: transformers optimizer name (``optim``); ms-swift's default, which the release ran with, is AdamW (SPEC §5).
+    optimizer: str = "adamw_torch"
+    #: Decoupled weight decay (not on biases and norms), ms-swift's default (SPEC §5).
+    weight_decay: float = attrs.field(default=0.1, validator=_ge0)
+    #: AdamW (beta1, beta2), ms-swift's default (SPEC §5).
+    adam_betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95], validator=_betas)
     #: LoRA rank on all linear layers of the language model (SPEC §5).
     lora_r: int = attrs.field(default=32, validator=_pos)
     #: LoRA dropout.
     lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
-    #: Longest training sequence in tokens (SPEC §5); longer samples are skipped, never cut.
-    max_length: int = attrs.field(default=8192, validator=_pos)
-    #: Video input during training: frames per second, at most this many frames, at most
-    #: this many pixels per frame. Unset: the backend's own options (SPEC §5: 2, 100, 90000).
-    fps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-    #: At most this many frames per video (unset: the backend's), SPEC §5.
-    max_frames: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
-    #: At most this many pixels per frame (unset: the backend's), SPEC §5.
-    max_pixels: int | None = attrs.field(default=None, validator=attrs.validators.optional(_pos))
+    #: Video input preset (SPEC §5): ``paper`` (2 fps, <= 100 frames, <= 90,000 px per frame,
+    #: max_length 8,192) or ``release`` (the authors' launchers: 1 fps, <= 600 frames, <= 9,000,000
+    #: px per video in total, >= 3,136 px per frame, max_length 16,384). Keys set in the stage win.
+    video: str = attrs.field(default="paper", validator=attrs.validators.in_(tuple(VIDEO_PRESETS)))
+    #: Longest training sequence in tokens; longer samples are skipped, never cut. Unset: the preset's (SPEC §5).
+    max_length: int | None = attrs.field(default=None, validator=_opt_pos)
+    #: Frames sampled per second of video. Unset: the preset's (SPEC §5).
+    fps: float | None = attrs.field(default=None, validator=_opt_pos)
+    #: At most this many frames per video. Unset: the preset's (SPEC §5).
+    max_frames: int | None = attrs.field(default=None, validator=_opt_pos)
+    #: At most this many pixels per frame. Unset: the preset's (SPEC §5).
+    max_pixels: int | None = attrs.field(default=None, validator=_opt_pos)
+    #: At least this many pixels per frame. Unset: the preset's, else the backend's (SPEC §5).
+    min_pixels: int | None = attrs.field(default=None, validator=_opt_pos)
+    #: Pixel budget of a whole video: each frame gets at most ``max(min(max_pixels,
+    #: total_pixels / frames x 2), 1.05 x min_pixels)`` (qwen-vl-utils' rule). Unset: the preset's (SPEC §5).
+    total_pixels: int | None = attrs.field(default=None, validator=_opt_pos)
     #: Checkpoint every this many optimizer steps (a re-run resumes from the last one).
     save_steps: int = attrs.field(default=50, validator=_pos)
     #: Checkpoints kept while the stage runs.
@@ -85,6 +131,12 @@ class TrainerOptions:
     precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
     #: DataLoader worker processes (videos are decoded in the collator).
     num_workers: int = attrs.field(default=0, validator=_ge0)
+
+    def __attrs_post_init__(self):
+        preset = VIDEO_PRESETS[self.video]
+        for key in PRESET_KEYS:
+            if getattr(self, key) is None and preset[key] is not None:
+                object.__setattr__(self, key, preset[key])  # frozen: filled in once, here
 
 
 def _config_class(name: str):
@@ -138,8 +190,9 @@ def precision_flags(precision: str) -> dict[str, bool]:
 
 
 def video_options(options) -> dict[str, Any]:
-    """The stage's video sampling overrides; what it leaves unset is the backend's own."""
-    keys = ("fps", "max_frames", "max_pixels")
+    """The stage's video input (its ``video`` preset with the stage's own keys on top), as
+    keyword arguments of the backend's ``encode_*``; what is still unset is the backend's own."""
+    keys = ("fps", "max_frames", "max_pixels", "min_pixels", "total_pixels")
     return {k: getattr(options, k) for k in keys if getattr(options, k) is not None}
 
 
@@ -157,6 +210,10 @@ def build_config(config_class: str, options, tctx, **specific: Any):
         # transformers 5 reads a float in [0, 1) as a fraction of the total steps.
         warmup_steps=float(options.warmup_ratio) if options.warmup_ratio < 1 else int(options.warmup_ratio),
         lr_scheduler_type=options.lr_scheduler,
+        optim=options.optimizer,
+        weight_decay=options.weight_decay,
+        adam_beta1=float(options.adam_betas[0]),
+        adam_beta2=float(options.adam_betas[1]),
         logging_steps=1,
         save_strategy="steps",
         save_steps=options.save_steps,
@@ -186,8 +243,9 @@ def build_config(config_class: str, options, tctx, **specific: Any):
 
 def lora_config(model, backend, r: int, alpha: int, dropout: float, vision: str):
     """LoRA on every linear layer of the language model (SPEC §5). ``vision`` says what happens
-    to the vision tower: ``frozen`` (not trained: DPO), ``lora`` (LoRA on its linear layers
-    too) or ``full`` (every vision parameter trained, saved with the adapter, merged after)."""
+    to the vision tower: ``frozen`` (not trained: DPO), ``lora`` (LoRA on the tower's linear
+    layers too, the projector not trained: SFT, SPEC §5) or ``full`` (every parameter of the
+    tower and the projector trained, saved with the adapter, merged after)."""
     from peft import LoraConfig
 
     targets = list(backend.lora_target_modules(model))

@@ -15,12 +15,13 @@ from typing import Any
 from temple_core.training.collate import SFTCollator
 
 
-def train_sft(options, tctx) -> dict[str, Any]:
+def build_sft_trainer(options, tctx):
+    """The stage's ``SFTTrainer`` (model with a fresh LoRA adapter, TRL config, video collator)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from temple_core.training.options import build_config, lora_config, video_options
-    from temple_core.training.runner import quiet_library_deprecations, seed_everything, stage_callbacks, train_and_merge
+    from temple_core.training.runner import quiet_library_deprecations, seed_everything, stage_callbacks
 
     seed_everything(tctx.seed)
     backend = tctx.backend
@@ -33,9 +34,7 @@ def train_sft(options, tctx) -> dict[str, Any]:
         dataset_kwargs={"skip_prepare_dataset": True},
     )
     rows = [{"id": s["id"], "messages": json.dumps(s["messages"]), "videos": s["videos"]} for s in tctx.data]
-    collator = SFTCollator(
-        backend, video_options(options), options.max_length
-    )
+    collator = SFTCollator(backend, video_options(options), options.max_length)
     with quiet_library_deprecations():
         trainer = SFTTrainer(
             model=model,
@@ -46,6 +45,14 @@ def train_sft(options, tctx) -> dict[str, Any]:
             peft_config=lora_config(model, backend, options.lora_r, options.lora_alpha, options.lora_dropout, options.vision),
             callbacks=stage_callbacks(tctx),
         )
+    return trainer, collator
+
+
+def train_sft(options, tctx) -> dict[str, Any]:
+    """Train one SFT stage (the ``sft`` trainer's ``train``)."""
+    from temple_core.training.runner import train_and_merge
+
+    trainer, collator = build_sft_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
     summary["skipped_in_batches"] = len(collator.skipped)
     return summary

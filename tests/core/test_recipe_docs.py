@@ -28,6 +28,14 @@ def test_every_spec_number_is_a_documented_default():
         ("generate.filters.max_length_ratio", "`1.5`"), ("dpo.beta", "`0.1`"), ("dpo.lr", "`5e-06`"),
         ("dpo.lora_r", "`32`"), ("dpo.lora_alpha", "`64`"), ("dpo.batch_size", "`16`"), ("dpo.warmup_ratio", "`0.05`"),
         ("sft.lr", "`0.0001`"), ("sft.lora_alpha", "`32`"), ("sft.batch_size", "`16`"),
+        # The release's (issue 13): optimizer, SFT's vision LoRA, video presets, TransNetV2's
+        # segments, the captioner's clip input, MiMo-VL's clean-up.
+        ("sft.warmup_ratio", "`0.05`"), ("dpo.weight_decay", "`0.1`"), ("sft.weight_decay", "`0.1`"),
+        ("sft.adam_betas", "`[0.9, 0.95]`"), ("dpo.lr_scheduler", "`'cosine'`"), ("sft.vision", "`'lora'`"),
+        ("dpo.video", "`'paper'`"), ("sft.video", "`'paper'`"), ("transnetv2.windows", "`'release'`"),
+        ("transnetv2.segment", "`2000`"), ("transnetv2.overlap", "`400`"), ("transnetv2.final", "`400`"),
+        ("transnetv2.resize", "`'opencv'`"), ("contextual.clip_input", "`'video'`"),
+        ("contextual.clip_max_pixels", "`401408`"), ("mimo_vl.clean_descriptions", "`True`"),
     ]:
         row = next((line for line in page.splitlines() if line.startswith(f"| `{key}` |")), None)
         assert row is not None, f"{key} is not documented"

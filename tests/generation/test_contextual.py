@@ -73,7 +73,15 @@ def _run(run_dir, level="caption", **extra):
 
 
 def _images(conversation):
-    return [b["image"] for b in conversation[0]["content"] if b["type"] == "image"]
+    """The frames a clip conversation shows, in order: each clip is one 2-frame video (default)."""
+    shown = []
+    for b in conversation[0]["content"]:
+        if b["type"] == "video":
+            assert len(b["frames"]) == 2
+            shown += b["frames"]
+        elif b["type"] == "image":
+            shown.append(b["image"])
+    return shown
 
 
 def _text(conversation):
@@ -90,7 +98,9 @@ def caption_level(tmp_path_factory):
 def test_clip_prompts_show_previous_then_current_clip(caption_level):
     run_dir, records, _, calls = caption_level
     clip_convs, kwargs = calls[0]
-    assert kwargs["do_sample"] is False and kwargs["max_new_tokens"] == TOKENS
+    # The checkpoint's own decoding settings (None: generation_config.json), TOKENS new tokens.
+    assert kwargs["do_sample"] is None and kwargs["top_k"] is None and kwargs["max_new_tokens"] == TOKENS
+    assert all(b["type"] != "image" for conv in clip_convs for b in conv[0]["content"])
     # One batched call for both videos' clips: 4 + 5 requests.
     assert len(clip_convs) == 9
     at = 0
@@ -114,6 +124,7 @@ def test_summaries_follow_the_perturbed_caption_lists(caption_level):
     for caption, (convs, kwargs) in zip(captions, summary_calls):
         assert len(convs) == 1 + 3 * 2
         assert kwargs["do_sample"] is True and kwargs["temperature"] == 0.7 and kwargs["repetition_penalty"] == 1.05
+        assert kwargs["top_p"] is None and kwargs["top_k"] is None  # the checkpoint's, as in the release
         assert isinstance(kwargs["seed"], int)
         assert numbered_captions(caption.clip_captions) in _text(convs[0])
         for conv, rejected in zip(convs[1:], caption.rejected):

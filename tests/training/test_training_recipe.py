@@ -24,7 +24,7 @@ def test_spec_defaults(tmp_path):
     dpo, sft = (s.trainer.options for s in r.train.stages)
     assert (dpo.beta, dpo.loss_type, dpo.lora_r, dpo.lora_alpha, dpo.lr, dpo.batch_size) == (0.1, "sigmoid", 32, 64, 5e-6, 16)
     assert (dpo.warmup_ratio, dpo.epochs, dpo.freeze_vision, dpo.max_length) == (0.05, 1.0, True, 8192)
-    assert (sft.lora_r, sft.lora_alpha, sft.lr, sft.vision) == (32, 32, 1e-4, "full")
+    assert (sft.lora_r, sft.lora_alpha, sft.lr, sft.vision, sft.warmup_ratio) == (32, 32, 1e-4, "lora", 0.05)
     assert [s.dir_name for s in r.train.stages] == ["0-dpo", "1-sft"]
 
 

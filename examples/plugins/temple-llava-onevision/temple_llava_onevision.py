@@ -203,6 +203,9 @@ class LlavaOneVisionBackend(HFChatBackend):
     def visual_module_name(self) -> str:
         return "vision_tower"
 
+    def projector_module_name(self) -> str:
+        return "multi_modal_projector"  # outside the tower: DPO freezes it too, SFT's LoRA leaves it alone
+
     # -- training ---------------------------------------------------------------------------
     def vision_features(self, model, shared):
         inner = self.inner_model(model)
