@@ -37,7 +37,7 @@ import numpy as np
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
 from temple_core.models.hf import AnswerAfterThinking, options_class
-from temple_core.models.vision_tokens import qwen_patchify, sample_video
+from temple_core.models.vision_tokens import frame_pixel_cap, qwen_patchify, sample_video
 from temple_plugins.backends.qwen_vl import SPECIAL_TOKENS, QwenVLBackend, tiny_token_ids
 
 #: Qwen3-VL's defaults (transformers' Qwen3VLVideoProcessor, Qwen3-VL checkpoints' preprocessor configs).
@@ -158,12 +158,16 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
         return self._norms[kind]
 
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
         """One content item -> ``{"kind", "pixels", "grid", "tokens", "timestamps"}`` (timestamps:
-        seconds of each temporal patch, videos only)."""
+        seconds of each temporal patch, videos only). An item's own ``max_pixels`` /
+        ``min_pixels`` win (the captioner's clips); ``total_pixels`` caps a video's frames by
+        qwen-vl-utils' rule (:func:`temple_core.models.vision_tokens.frame_pixel_cap`)."""
         vc = self._vision_cfg()
         p, m, tps = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
-        min_px, max_px = min_pixels or self.options.min_pixels, max_pixels or self.options.max_pixels
+        min_px = item.get("min_pixels") or min_pixels or self.options.min_pixels
+        max_px = item.get("max_pixels") or max_pixels or self.options.max_pixels
         if item["type"] == "image":
             image = np.asarray(item["image"])[None]
             mean, std = self._norm("image")
@@ -173,6 +177,7 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
             return {"kind": "image", "pixels": pixels, "grid": grid, "tokens": grid[0] * grid[1] * grid[2] // m**2, "timestamps": None}
         video = sample_video(item, fps or self.options.fps, max_frames or self.options.max_frames)
         frames, times = video.frames, list(video.timestamps)
+        max_px = frame_pixel_cap(max_px, min_px, total_pixels, len(frames), tps)
         if pad := -len(frames) % tps:
             # The processor pads the last temporal patch with the last frame (and its time);
             # padding first lets a single frame through the clip resize, which needs one full patch.

@@ -145,9 +145,12 @@ class LlavaOneVisionBackend(HFChatBackend):
         return (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
         """A video item -> ``{"kind": "video", "pixels": (T, 3, S, S), "frames": T, "tokens"}``;
-        an image item -> ``{"kind": "image", "pixels": (1, 3, S, S), "size": (H, W), "tokens"}``."""
+        an image item -> ``{"kind": "image", "pixels": (1, 3, S, S), "size": (H, W), "tokens"}``.
+        Every frame is resized to the tower's square input, so the pixel budgets (``max_pixels``,
+        ``min_pixels``, ``total_pixels``) do not apply to this family."""
         if item["type"] == "image":
             from transformers.models.llava_onevision.image_processing_pil_llava_onevision import LlavaOnevisionImageProcessorPil
 
