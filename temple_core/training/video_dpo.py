@@ -77,6 +77,23 @@ class VideoDPOTrainer(DPOTrainer):
         return super().compute_loss(model, self.video_batch(model, inputs), return_outputs, num_items_in_batch)
 
 
+def loss_settings(options) -> dict[str, Any]:
+    """TRL's ``loss_type`` / ``loss_weights`` for the stage's loss.
+
+    The release (ms-swift 3.7 on TRL 0.20) adds ``rpo_alpha`` x ``nll_loss`` to each pair's DPO
+    loss, where ``nll_loss = -per_token_logps[chosen][loss_mask].mean()``: the mean of ``-log p``
+    over every chosen answer token of the micro-batch (token-weighted, not a mean of per-pair
+    means). TRL 1.16's ``"sft"`` loss type is that same quantity
+    (``-chosen_per_token_logps[chosen_mask].mean()``), weighted by its ``loss_weights`` entry, so
+    the release's loss is ``["sigmoid", "sft"]`` with weights ``[1, rpo_alpha]``."""
+    types = [t.strip() for t in options.loss_type.split(",")]
+    weights = [1.0] * len(types)
+    if options.rpo_alpha > 0:
+        types.append("sft")
+        weights.append(float(options.rpo_alpha))
+    return {"loss_type": types, "loss_weights": weights}
+
+
 def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollator]:
     """The stage's trainer (model with a fresh LoRA adapter, TRL config, video collator)."""
     from datasets import Dataset
@@ -89,13 +106,7 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
     seed_everything(tctx.seed)
     backend = tctx.backend
     model = backend.load_model()
-    config = build_config(
-        "DPOConfig",
-        options,
-        tctx,
-        beta=options.beta,
-        loss_type=[t.strip() for t in options.loss_type.split(",")],
-    )
+    config = build_config("DPOConfig", options, tctx, beta=options.beta, **loss_settings(options))
     if config.precompute_ref_log_probs:
         raise TempleError(f"{tctx.where}.args.precompute_ref_log_probs: not supported for video pairs")
     rows = [
