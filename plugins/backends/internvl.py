@@ -228,6 +228,20 @@ class InternVLBackend(HFChatBackend):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         return base.model
 
+    def collate_preference(self, encoded):
+        batch = super().collate_preference(encoded)
+        # Rows of pixel_values per pair (frames, or tiles), to split the tower's output per video.
+        batch["pixel_rows"] = torch.tensor([sum(len(v["pixels"]) for v in e["visuals"]) for e in encoded])
+        return batch
+
+    def select_videos(self, shared, indices):
+        ends = shared["pixel_rows"].cumsum(0).tolist()
+        starts = [0] + ends[:-1]
+        return {
+            "pixel_values": torch.cat([shared["pixel_values"][starts[i] : ends[i]] for i in indices]),
+            "pixel_rows": shared["pixel_rows"][list(indices)],
+        }
+
     def vision_features(self, model, shared):
         inner = self._inner(model)
         cfg = inner.config
@@ -235,7 +249,8 @@ class InternVLBackend(HFChatBackend):
             shared["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
             vision_feature_select_strategy=cfg.vision_feature_select_strategy, return_dict=True,
         )
-        return out.pooler_output
+        rows = shared["pixel_rows"].tolist() if "pixel_rows" in shared else [len(out.pooler_output)]
+        return tuple(out.pooler_output.split(rows))  # one (frames, tokens, hidden) tensor per video
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -243,7 +258,8 @@ class InternVLBackend(HFChatBackend):
         if vision_features is None:
             return {"pixel_values": shared["pixel_values"].repeat(repeat, 1, 1, 1)}
         # transformers' precomputed-encoder path: scattered into the <IMG_CONTEXT> positions.
-        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=vision_features.repeat(repeat, 1, 1))}}
+        features = torch.cat(tuple(vision_features)).repeat(repeat, 1, 1)
+        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
 
     # -- surgery ----------------------------------------------------------------------------
     def vision_module_names(self, model) -> list[str]:

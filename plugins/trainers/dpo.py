@@ -65,6 +65,14 @@ class DPO:
         freeze_vision: bool = True
         #: One vision pass per pair instead of four (needs freeze_vision).
         reuse_vision_features: bool = True
+        #: Run each pair as one packed sequence [prompt; chosen; rejected] whose answers attend
+        #: to the prompt and to themselves only: the shared prompt (the video) is computed once
+        #: per pair instead of twice. Where the backend or the attention implementation cannot,
+        #: it falls back to the concatenated rows (logged).
+        prefix_sharing: bool = True
+        #: Order the pairs of a video one after another and compute its frozen tower's output once
+        #: per optimizer step (needs reuse_vision_features). Changes the data order.
+        vision_once_per_video: bool = False
         #: Any other ``trl.DPOConfig`` option, passed through (checked against its fields).
         args: dict[str, Any] = attrs.field(factory=dict, validator=args_validator("DPOConfig"))
 
