@@ -46,15 +46,21 @@ def _pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:
 
 
 class VideoGroupedSampler(torch.utils.data.Sampler):
-    """Every video's pairs one after another, videos (and pairs within a video) in a seeded
-    random order that changes with the epoch. Consecutive pairs share micro-batches and
-    optimizer steps, so a video straddles at most one step boundary."""
+    """The pairs of a video one after another in the micro-batches of one process.
 
-    def __init__(self, videos: list[str], seed: int):
+    Videos (and the pairs within a video) come in a seeded random order that changes with the
+    epoch. Under several processes, accelerate deals the sampler's micro-batches of
+    ``per_device`` pairs round robin (process ``p`` gets micro-batches ``p, p + world, ...``), so
+    the order is built per process: each video's pairs go to one process's stream (the shortest
+    so far), and the streams are interleaved the way accelerate deals them. A video's pairs then
+    sit in consecutive micro-batches of one process and straddle at most one step boundary."""
+
+    def __init__(self, videos: list[str], seed: int, per_device: int = 1, world: int = 1):
         self.groups: dict[str, list[int]] = {}
         for index, video in enumerate(videos):
             self.groups.setdefault(video, []).append(index)
         self.seed, self.epoch, self.size = seed, 0, len(videos)
+        self.per_device, self.world = per_device, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -65,9 +71,27 @@ class VideoGroupedSampler(torch.utils.data.Sampler):
     def __iter__(self):
         rng = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         groups = list(self.groups.values())
+        streams: list[list[int]] = [[] for _ in range(self.world)]
         for g in torch.randperm(len(groups), generator=rng).tolist():
             members = groups[g]
-            yield from (members[i] for i in torch.randperm(len(members), generator=rng).tolist())
+            shortest = min(range(self.world), key=lambda p: len(streams[p]))
+            streams[shortest] += [members[i] for i in torch.randperm(len(members), generator=rng).tolist()]
+        # Equal lengths (to one pair), as accelerate deals equal shares: the longest streams give
+        # their last pairs to the shortest (at most world - 1 videos are split so).
+        order = sorted(range(self.world), key=lambda p: -len(streams[p]))
+        target = {p: self.size // self.world + (rank < self.size % self.world) for rank, p in enumerate(order)}
+        spare = [streams[p].pop() for p in order for _ in range(len(streams[p]) - target[p])]
+        for p in order:
+            while len(streams[p]) < target[p]:
+                streams[p].append(spare.pop())
+        # Position of process p's k-th pair in the dealt order; sorting closes the gaps of a
+        # last, incomplete round.
+        slots = []
+        for p, stream in enumerate(streams):
+            for k, index in enumerate(stream):
+                round_, offset = divmod(k, self.per_device)
+                slots.append(((round_ * self.world + p) * self.per_device + offset, index))
+        yield from (index for _, index in sorted(slots))
 
 
 class VideoDPOTrainer(DPOTrainer):
@@ -106,7 +130,8 @@ class VideoDPOTrainer(DPOTrainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.vision_once_per_video and dataset is not None:
-            return VideoGroupedSampler(list(dataset["video_path"]), self.args.data_seed or self.args.seed)
+            return VideoGroupedSampler(list(dataset["video_path"]), self.args.data_seed or self.args.seed,
+                                       self.args.per_device_train_batch_size, self.args.world_size)
         return super()._get_train_sampler(train_dataset)
 
     def vision_features(self, model, shared: dict[str, Any], keys: list[str] | None):

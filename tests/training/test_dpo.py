@@ -144,15 +144,17 @@ def test_one_vision_pass_per_pair_gives_the_same_loss(trained):
     counter = VisionCounter(base.get_submodule(vision_name))
     losses = {}
     with torch.no_grad():
-        for reuse in (True, False):
-            trainer.reuse_vision_features = reuse
+        for reuse, packed in ((True, False), (False, False), (False, True)):
+            trainer.reuse_vision_features, trainer.prefix_sharing = reuse, packed
             counter.videos = 0
-            losses[reuse] = (trainer.compute_loss(model, dict(batch)).item(), counter.videos)
-    trainer.reuse_vision_features = True
+            losses[reuse, packed] = (trainer.compute_loss(model, dict(batch)).item(), counter.videos)
+    trainer.reuse_vision_features = trainer.prefix_sharing = True
     counter.handle.remove()
-    assert losses[True][0] == pytest.approx(losses[False][0], abs=1e-5)
-    assert losses[True][1] == 4  # 4 pairs: one pass each
-    assert losses[False][1] == 16  # chosen + rejected, policy + reference
+    assert losses[True, False][0] == pytest.approx(losses[False, False][0], abs=1e-5)
+    assert losses[False, True][0] == pytest.approx(losses[False, False][0], abs=1e-5)
+    assert losses[True, False][1] == 4  # 4 pairs: one pass each
+    assert losses[False, False][1] == 16  # chosen + rejected, policy + reference
+    assert losses[False, True][1] == 8  # one packed row per pair, policy + reference
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl2_5"])

@@ -167,6 +167,16 @@ def test_vision_once_per_video_gives_the_same_losses_with_fewer_tower_runs(tmp_p
     assert [pairs[i].video_path for i in order[::3]] == [pairs[i].video_path for i in order[1::3]] == [pairs[i].video_path for i in order[2::3]]
     sampler.set_epoch(1)
     assert list(sampler) != order  # a new order per epoch
+    # Two processes, one pair per micro-batch: accelerate deals micro-batch j to process j % 2;
+    # each video's pairs must land on one process, one after another in its stream.
+    for count, seed in ((13, 3), (10, 0), (9, 1)):
+        videos = [f"v{i % 5}" for i in range(count)]
+        dealt = list(VideoGroupedSampler(videos, seed=seed, per_device=1, world=2))
+        assert sorted(dealt) == list(range(count))
+        streams = [[videos[i] for i in dealt[p::2]] for p in (0, 1)]
+        runs = [v for stream in streams for k, v in enumerate(stream) if k == 0 or stream[k - 1] != v]
+        # every video is one run in one stream, but for at most one split to even out the streams
+        assert set(runs) == set(videos) and len(runs) <= len(set(videos)) + 1
 
     common = dict(SMALL, batch_size=3, per_device_batch_size=1, max_steps=3)
     runs = {}
@@ -180,3 +190,55 @@ def test_vision_once_per_video_gives_the_same_losses_with_fewer_tower_runs(tmp_p
     assert len(runs[True][0]) == 6
     assert runs[True][0] == pytest.approx(runs[False][0], abs=1e-5)
     assert (runs[True][1], runs[False][1]) == (3, 9)  # once per video per step vs once per pair
+
+
+def test_the_generic_machinery_suits_qwen3_vl_models():
+    """For the qwen3_vl backend (a Qwen-family backend inherits ``QwenVLBackend.position_ids``):
+    a tiny ``Qwen3VLForConditionalGeneration`` (interleaved M-RoPE, a video split per temporal
+    patch with timestamp tokens between, deepstack features) gives the same logits on packed
+    rows as on the concatenated rows, for two pairs whose videos, prompts and answers differ."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from temple_core.training.prefix_sharing import PackedPairs
+
+    start, pad, end = 97, 98, 99
+    config = Qwen3VLConfig(
+        text_config=dict(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[0]),
+        image_token_id=96, video_token_id=pad, vision_start_token_id=start, vision_end_token_id=end, tie_word_embeddings=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Qwen3VLForConditionalGeneration(config).eval()
+        grids = torch.tensor([[2, 2, 4], [3, 2, 4]])  # 2 and 3 temporal patches of 2 x 4 patches (2 tokens each)
+        pixels = torch.randn(int(grids.prod(-1).sum()), 3 * 2 * 14 * 14)
+
+    def prompt(grid, words):
+        ids = [5, 6, 7]
+        for t in range(grid[0]):  # "<t seconds>" then the frame's tokens, as Qwen3-VL's processor writes a video
+            ids += [10 + t, start] + [pad] * (grid[1] * grid[2] // 4) + [end]
+        return ids + list(range(20, 20 + words))
+
+    prompts = [prompt(grids[0].tolist(), 3), prompt(grids[1].tolist(), 6)]
+    answers = [([30, 31, 32, 33, 34, 35, 36], [40, 41]), ([50, 51], [60, 61, 62, 63, 64])]
+    rows_ = [p + a[0] for p, a in zip(prompts, answers)] + [p + a[1] for p, a in zip(prompts, answers)]
+    length = max(map(len, rows_))
+    ids = torch.tensor([r + [0] * (length - len(r)) for r in rows_])
+    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows_])
+    completion = torch.zeros_like(ids)
+    for i, r in enumerate(rows_):
+        completion[i, len(prompts[i % 2]) : len(r)] = 1
+    types = (ids == pad).long() * 2
+    backend = Qwen2VLBackend(Qwen2VLBackend.Options(preset="tiny-random"))  # its position_ids only; nothing loaded
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
+                         pixel_values_videos=pixels.repeat(2, 1), video_grid_thw=grids.repeat(2, 1)).logits
+        packed = PackedPairs(ids, mask, completion)
+        positions = backend.position_ids(model, ids, mask, {"mm_token_type_ids": types}, {"video_grid_thw": grids}, repeat=2)
+        logits = model(input_ids=packed.to_packed(ids, 0), attention_mask=packed.attention_mask(),
+                       position_ids=packed.to_packed(positions, 0), mm_token_type_ids=packed.to_packed(types, 0),
+                       pixel_values_videos=pixels, video_grid_thw=grids).logits
+    assert packed.packed_length < length * 2
+    torch.testing.assert_close(packed.to_view(logits)[mask.bool()], expected[mask.bool()], atol=1e-5, rtol=0)
