@@ -10,10 +10,13 @@
 * ``4x`` -- no reuse, concatenated rows: the tower runs for chosen + rejected, policy + reference.
 
     python benchmarks/dpo_step.py --checkpointing                  # tiny, mid-2b, mid-7b; the dpo defaults
-    python benchmarks/dpo_step.py --models mid-7b --pairs 1 --frames 100 --size 300 --answer-tokens 300 --checkpointing
+    python benchmarks/dpo_step.py --models mid-2b --settings today,prefix --pairs 1 --steps 2 \
+        --frames 100 --size 308 --height 280 --answer-tokens 300 --checkpointing   # the paper's prefix size
 
 Times: one process per model alternates the settings step by step (so all meet the same load
-from anything else on the machine) and reports the median step of each, and how a step of each
+from anything else on the machine) and reports the median step of each, in wall-clock seconds
+and in the process's CPU seconds (with one thread, the latter moves much less when other work
+shares the machine), and how a step of each
 splits into the vision tower, building the batch, and the rest (the language model's forward and
 backward for policy and reference, and the optimizer step); after training (policy != reference)
 it computes the loss of one batch each way. Peak memory: one more process per (model, setting),
@@ -52,17 +55,17 @@ MODELS = {
 }
 
 
-def write_video(path: Path, frames: int, size: int) -> None:
+def write_video(path: Path, frames: int, size: int, height: int | None = None) -> None:
     import av
     import numpy as np
 
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(2))
-        stream.width = stream.height = size
+        stream.width, stream.height = size, height or size
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
-            image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+            image = (rng.random((height or size, size, 3)) * 255).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -151,6 +154,7 @@ def child(args) -> None:
 
         def __init__(self):
             self.times = {name: [] for name in settings}
+            self.cpu = {name: [] for name in settings}
             self.parts = {name: [] for name in settings}
             self.trainer = None
             self.count = 0
@@ -161,11 +165,12 @@ def child(args) -> None:
             for key, value in SETTINGS[self.setting].items():
                 setattr(self.trainer, key, value)
             self.vision = self.batch = 0.0
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *a, **k):
             total = time.perf_counter() - self.start
             self.times[self.setting].append(total)
+            self.cpu[self.setting].append(time.process_time() - self.cpu_start)
             self.parts[self.setting].append((self.vision, self.batch - self.vision, total))
 
     timer = Timer()
@@ -174,7 +179,7 @@ def child(args) -> None:
     first = SETTINGS[settings[0]]
     options = DPO.Options(lr=1e-3, batch_size=args.pairs, per_device_batch_size=args.pairs, max_steps=args.steps,
                           warmup_ratio=0.0, lr_scheduler="constant", gradient_checkpointing=args.checkpointing,
-                          max_length=32768, fps=2.0, max_frames=args.frames, max_pixels=args.size * args.size,
+                          max_length=32768, fps=2.0, max_frames=args.frames, max_pixels=args.size * (args.height or args.size),
                           save_steps=10_000, reuse_vision_features=True, prefix_sharing=True,
                           vision_once_per_video=any(SETTINGS[n]["vision_once_per_video"] for n in settings))
     trainer, collator = build_dpo_trainer(options, tctx)
@@ -223,6 +228,7 @@ def child(args) -> None:
     prompt = int((batch["chosen_labels"][0] == -100).sum())
     print("RESULT " + json.dumps({
         "seconds": {name: median(timer.times[name]) for name in settings},
+        "cpu_seconds": {name: median(timer.cpu[name]) for name in settings},
         "steps": {name: len(timer.times[name]) for name in settings},
         "parts": {name: parts(name) for name in settings},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -241,7 +247,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per setting (the first of each is dropped)")
     parser.add_argument("--pairs", type=int, default=2, help="pairs per step")
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=224, help="frame side in pixels")
+    parser.add_argument("--size", type=int, default=224, help="frame width (and height) in pixels")
+    parser.add_argument("--height", type=int, default=None, help="frame height in pixels (default: --size)")
     parser.add_argument("--answer-tokens", type=int, default=0, help="answers repeated to at least this many tokens (0: one sentence)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (the dpo default)")
@@ -258,8 +265,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         video = tmp / "video.mp4"
-        write_video(video, args.frames, args.size)
-        print(f"video: {args.frames} frames {args.size}x{args.size}; {args.pairs} pairs/step; {args.steps} steps per setting; "
+        write_video(video, args.frames, args.size, args.height)
+        print(f"video: {args.frames} frames {args.size}x{args.height or args.size}; {args.pairs} pairs/step; {args.steps} steps per setting; "
               f"{args.threads} thread(s); gradient checkpointing {'on' if args.checkpointing else 'off'}; baseline {settings[0]}")
         for name in args.models.split(","):
             model_dir = build_model_dir(name, tmp)
@@ -269,6 +276,8 @@ def main() -> None:
                            "--out", str(tmp / f"{name}-{which.replace(',', '_')}"), "--settings", which,
                            "--steps", str(steps), "--pairs", str(args.pairs), "--frames", str(args.frames),
                            "--size", str(args.size), "--threads", str(args.threads), "--answer-tokens", str(args.answer_tokens)]
+                if args.height:
+                    command += ["--height", str(args.height)]
                 if args.checkpointing:
                     command.append("--checkpointing")
                 done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -287,6 +296,7 @@ def main() -> None:
             for s in settings:
                 part = ab["parts"][s]
                 print(f"  {s:13} {ab['seconds'][s]:8.3f} s/step ({ab['steps'][s]} steps) {ab['seconds'][base] / ab['seconds'][s]:5.2f}x | "
+                      f"CPU {ab['cpu_seconds'][s]:8.3f} s {ab['cpu_seconds'][base] / ab['cpu_seconds'][s]:5.2f}x | "
                       f"vision {part['vision']:5.1%} batch {part['batch']:5.1%} LM+rest {part['language_model']:5.1%} | "
                       f"peak {memory.get(s, float('nan')):6.0f} MB | loss {ab['losses'][s]:.6f} "
                       f"(|diff| {abs(ab['losses'][s] - ab['losses'][base]):.1e})", flush=True)

@@ -98,6 +98,7 @@ class PackedPairs:
         flat_shifted = (target // packed_length) * (packed_length - 1) + target % packed_length - 1
         self.shifted_inverse = torch.where(completion[:, 1:] & (target >= 0), flat_shifted, -1)
         self.model_kwargs: dict[str, Any] = {}
+        self._mask: torch.Tensor | None = None
 
     # -- layouts --------------------------------------------------------------------------------
     def to_packed(self, view: torch.Tensor, fill) -> torch.Tensor:
@@ -125,7 +126,12 @@ class PackedPairs:
     def attention_mask(self) -> torch.Tensor:
         """``(B, 1, N, N)`` boolean, True where query ``q`` attends key ``k``: causally, to the
         shared part and to its own segment; a padding position attends to itself only (no row
-        of the mask is empty)."""
+        of the mask is empty). Built once (the policy and the reference forward share it)."""
+        if self._mask is None:
+            self._mask = self._build_mask()
+        return self._mask
+
+    def _build_mask(self) -> torch.Tensor:
         seg = self.segment
         index = torch.arange(self.packed_length, device=seg.device)
         causal = index[None, :] <= index[:, None]

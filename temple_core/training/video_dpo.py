@@ -53,7 +53,8 @@ class VideoGroupedSampler(torch.utils.data.Sampler):
     ``per_device`` pairs round robin (process ``p`` gets micro-batches ``p, p + world, ...``), so
     the order is built per process: each video's pairs go to one process's stream (the shortest
     so far), and the streams are interleaved the way accelerate deals them. A video's pairs then
-    sit in consecutive micro-batches of one process and straddle at most one step boundary."""
+    sit in consecutive micro-batches of one process and straddle at most one step boundary
+    (but for at most ``world - 1`` videos split to give every process an equal share)."""
 
     def __init__(self, videos: list[str], seed: int, per_device: int = 1, world: int = 1):
         self.groups: dict[str, list[int]] = {}
