@@ -199,10 +199,13 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
 
     # -- training ---------------------------------------------------------------------------
     def vision_features(self, model, shared):
-        """Per-video embeddings and their deepstack features (one tuple per deepstack layer),
-        from the model's own ``get_video_features``."""
+        """One entry per video, as the backend contract asks: ``(embeddings, deepstack features
+        (one per deepstack layer))``, from the model's own ``get_video_features``."""
+        self._videos_only(shared)
         out = self.inner_model(model).get_video_features(shared["pixel_values_videos"], shared["video_grid_thw"], return_dict=True)
-        return {"pooler_output": tuple(out.pooler_output), "deepstack_features": [tuple(layer) for layer in out.deepstack_features]}
+        pooled = tuple(out.pooler_output)
+        layers = [tuple(layer) for layer in out.deepstack_features]
+        return tuple((pooled[i], tuple(layer[i] for layer in layers)) for i in range(len(pooled)))
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         if vision_features is None:
@@ -210,9 +213,11 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
         from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
         # Rows [chosen; rejected]: each video's features (and deepstack features) once per row.
+        videos = tuple(vision_features)
+        pooled = tuple(video[0] for video in videos)
+        layers = [tuple(video[1][j] for video in videos) for j in range(len(videos[0][1]))] if videos else []
         features = BaseModelOutputWithDeepstackFeatures(
-            pooler_output=vision_features["pooler_output"] * repeat,
-            deepstack_features=[layer * repeat for layer in vision_features["deepstack_features"]],
+            pooler_output=pooled * repeat, deepstack_features=[layer * repeat for layer in layers],
         )
         return {"video_grid_thw": shared["video_grid_thw"].repeat(repeat, 1), "mm_encoder_outputs": {"video": features}}
 

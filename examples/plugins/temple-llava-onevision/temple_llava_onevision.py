@@ -215,7 +215,11 @@ class LlavaOneVisionBackend(HFChatBackend):
         cfg = inner.config
         out = inner.get_video_features(shared["pixel_values_videos"], vision_feature_layer=cfg.vision_feature_layer,
                                        vision_feature_select_strategy=cfg.vision_feature_select_strategy, return_dict=True)
-        return out.pooler_output  # (videos, tokens, hidden): pooled frames + the newline
+        return tuple(out.pooler_output)  # one (tokens, hidden) per video: pooled frames + the newline
+
+    def select_videos(self, shared, indices):
+        # Every video of a batch has the same frame count (the model stacks them): one row each.
+        return {"pixel_values_videos": shared["pixel_values_videos"][list(indices)]}
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -223,7 +227,8 @@ class LlavaOneVisionBackend(HFChatBackend):
         if vision_features is None:
             return {"pixel_values_videos": shared["pixel_values_videos"].repeat(repeat, 1, 1, 1, 1)}
         # The model's precomputed-encoder path: scattered into the <video> positions, tower skipped.
-        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=vision_features.repeat(repeat, 1, 1))}}
+        features = torch.stack(tuple(vision_features)).repeat(repeat, 1, 1)
+        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=features)}}
 
     # -- surgery ----------------------------------------------------------------------------
     def vision_module_names(self, model) -> list[str]:
