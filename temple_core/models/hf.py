@@ -45,12 +45,17 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         max_frames: int = attrs.field(default=100, validator=attrs.validators.ge(1))
         #: Pixels per frame at most after resizing (smart_resize). (SPEC §5: 90,000 for training)
         max_pixels: int = attrs.field(default=default_max_pixels, validator=attrs.validators.ge(784))
-        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56).
-        min_pixels: int = attrs.field(default=default_min_pixels, validator=attrs.validators.ge(784))
+        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56); smaller
+        #: frames are enlarged to it, so at most 12,845,056 (Qwen's largest image) and <= max_pixels.
+        min_pixels: int = attrs.field(default=default_min_pixels, validator=[attrs.validators.ge(784), attrs.validators.le(12_845_056)])
         #: Conversations per generate call.
         batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
         #: Run the checkpoint's own Python code (not needed for these HF-format models).
         trust_remote_code: bool = False
+
+        def __attrs_post_init__(self):
+            if self.min_pixels > self.max_pixels:
+                raise ValueError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
 
     return Options
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from temple_core.config import ComponentSpec, Section, component_field
+from temple_core.config import ComponentSpec, Section, component_field, non_empty
 from temple_core.errors import RecipeError
 
 #: Pair filters of SPEC §4, each a recipe option.
@@ -61,7 +61,7 @@ class Config(Section):
     #: Writes clip captions and the chosen/rejected summaries (SPEC §2); ``heuristic`` needs no model.
     captioner: ComponentSpec = component_field("caption_generators", "contextual")
     #: How the clip order is broken for rejected responses (SPEC §3).
-    perturbations: list[ComponentSpec] = component_field("perturbations", ["drop", "shuffle", "reverse"])
+    perturbations: list[ComponentSpec] = component_field("perturbations", ["drop", "shuffle", "reverse"], validator=non_empty)
     #: The difficulty factors r (SPEC §3); each yields its own split of pairs.
     difficulties: list[int] = attrs.field(factory=lambda: [16, 8, 4, 2], validator=_difficulties)
     #: Which pairs are kept (SPEC §4).
@@ -69,7 +69,7 @@ class Config(Section):
     #: Sampling of the summaries (SPEC §2.4).
     sampling: Sampling = attrs.Factory(Sampling)
     #: Pair prompts ("describe the video in detail..."); null: the project's built-in list.
-    prompts: list[str] | None = None
+    prompts: list[str] | None = attrs.field(default=None, validator=non_empty)
     #: Videos whose caption steps go to the backend together.
     videos_per_batch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: Also write the pairs in other tools' formats (``generate/export/<name>.jsonl``).

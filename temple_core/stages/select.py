@@ -73,8 +73,8 @@ class Config(Section):
     min_segments: int = attrs.field(default=4, validator=_ge0)
     #: Reject the video if one group appears as this many segments or more (or > len // 3). (SPEC §1)
     max_group_segments: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    #: Keyframes per segment, at 1/3 and 2/3 of it for 2 (SPEC §1).
-    keyframes_per_segment: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    #: Keyframes per segment, at 1/3 and 2/3 of it for 2 (SPEC §1); at most 64.
+    keyframes_per_segment: int = attrs.field(default=2, validator=[attrs.validators.ge(1), attrs.validators.le(64)])
     #: Write ``select/thumbs/<video_id>/<frame>.jpg`` for each keyframe (for the report).
     thumbnails: bool = False
     #: Width of those thumbnails in pixels.

@@ -46,6 +46,11 @@ _pos = attrs.validators.gt(0)
 _ge0 = attrs.validators.ge(0)
 
 
+def _steps(instance, attribute, value):
+    if value != -1 and value < 1:
+        raise ValueError(f"must be -1 (run the epochs) or a number of steps >= 1, got {value}")
+
+
 @attrs.define(kw_only=True, frozen=True)
 class TrainerOptions:
     """The options every trainer takes; ``dpo`` and ``sft`` add their own and set their defaults."""
@@ -54,14 +59,14 @@ class TrainerOptions:
     batch_size: int = attrs.field(default=16, validator=_pos)
     #: Samples per process per forward; the accumulation makes up the global batch.
     per_device_batch_size: int = attrs.field(default=1, validator=_pos)
-    #: Epochs over the stage's data (SPEC §5).
-    epochs: float = attrs.field(default=1.0, validator=_pos)
+    #: Epochs over the stage's data (SPEC §5); at most 10,000.
+    epochs: float = attrs.field(default=1.0, validator=[_pos, attrs.validators.le(10_000)])
     #: Stop after this many optimizer steps (-1: run the epochs).
-    max_steps: int = -1
+    max_steps: int = attrs.field(default=-1, validator=_steps)
     #: transformers learning-rate schedule name.
     lr_scheduler: str = "cosine"
-    #: LoRA rank on all linear layers of the language model (SPEC §5).
-    lora_r: int = attrs.field(default=32, validator=_pos)
+    #: LoRA rank on all linear layers of the language model (SPEC §5); at most 4,096.
+    lora_r: int = attrs.field(default=32, validator=[_pos, attrs.validators.le(4096)])
     #: LoRA dropout.
     lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
     #: Longest training sequence in tokens (SPEC §5); longer samples are skipped, never cut.
@@ -83,8 +88,8 @@ class TrainerOptions:
     gradient_checkpointing: bool = True
     #: ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
     precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
-    #: DataLoader worker processes (videos are decoded in the collator).
-    num_workers: int = attrs.field(default=0, validator=_ge0)
+    #: DataLoader worker processes (videos are decoded in the collator); at most 128.
+    num_workers: int = attrs.field(default=0, validator=[_ge0, attrs.validators.le(128)])
 
 
 def _config_class(name: str):
