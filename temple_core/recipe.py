@@ -16,6 +16,8 @@ from __future__ import annotations
 import codecs
 import glob
 import hashlib
+import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,9 @@ import attrs
 import yaml
 
 from temple_core.config import Structurer, non_empty, path_field, unstructure
-from temple_core.errors import RecipeError
+from temple_core.errors import RecipeError, TempleError
 from temple_core.stages import STAGE_NAMES, STAGES, generate, select, train
+from temple_core.store.layout import STALE
 from temple_core.store.ledger import fingerprint
 
 SelectConfig = select.Config
@@ -315,13 +318,37 @@ def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool 
     return list(unique.values())
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` resolved; a dangling link or a link loop as written (made absolute)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return Path(os.path.abspath(path))
+
+
+def _id_of(stem: str) -> str:
+    """A readable form of a file stem that is one safe file name (see ``safe_component``)."""
+    text = re.sub(r"[/\\\x00]", "_", stem).replace(STALE, "_stale-").strip()
+    if text in ("", ".", ".."):
+        text = "video"  # '...mp4' has the stem '..': nothing readable to keep
+    while len(text.encode()) > 150:
+        text = text[:-1]
+    return text
+
+
 def video_ids(paths: list[Path]) -> list[str]:
-    """A readable, stable id per video: the file stem, plus a short hash of the path when stems clash."""
-    counts = Counter(p.stem for p in paths)
-    ids = []
-    for path in paths:
-        if counts[path.stem] == 1:
-            ids.append(path.stem)
-        else:
-            ids.append(f"{path.stem}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}")
-    return ids
+    """A readable, stable, unique id per video, usable as a file name: the file stem; plus a
+    short hash of the path when stems clash or the stem had to be cleaned (``...mp4`` is not
+    the id ``..``). An id depends on its own file and the set of inputs, not their order."""
+    digests = [hashlib.sha1(str(_absolute(Path(p))).encode()).hexdigest() for p in paths]
+    stems = [Path(p).stem for p in paths]
+    bases = [_id_of(stem) for stem in stems]
+    counts = Counter(stems)  # a clean stem no other input shares keeps its own id
+    for width in (8, 16, 40):
+        ids = [
+            base if base == stem and counts[stem] == 1 else f"{base}-{digest[:width]}"
+            for base, stem, digest in zip(bases, stems, digests)
+        ]
+        if len(set(ids)) == len(ids):
+            return ids
+    raise TempleError(f"two inputs are the same file: {', '.join(str(p) for p in paths)}")

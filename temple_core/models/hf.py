@@ -21,6 +21,7 @@ from temple_core.config import path_field
 from temple_core.errors import ModelError, SkipSample
 from temple_core.models.backend import Backend, linear_module_names
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
+from temple_core.store.files import clean_stale_temps, temp_path
 
 
 def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136):
@@ -97,7 +98,9 @@ class HFChatBackend(Backend):
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(self.end_of_turn)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.bos_token_id = None
-        tmp = folder.with_name(folder.name + f".tmp{id(self)}")
+        # A build killed midway leaves its temporary folder: removed once its process is gone.
+        clean_stale_temps(folder.parent, legacy=True)
+        tmp = temp_path(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

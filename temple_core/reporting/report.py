@@ -20,6 +20,7 @@ import numpy as np
 from temple_core.errors import TempleError
 from temple_core.records import VideoRecord
 from temple_core.store import RunLayout, read_jsonl
+from temple_core.store.files import write_text_atomic
 
 #: Rejection reasons decided on shots (before grouping) vs on segments (after grouping).
 SHOT_RULES = ("long_scene", "few_shots", "many_shots")
@@ -216,9 +217,5 @@ def build_report(run_dir: str | Path) -> str:
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     page = build_report(run_dir)
-    out = RunLayout(run_dir).report
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(RunLayout(run_dir).report, page)
 

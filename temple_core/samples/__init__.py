@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from temple_core.errors import TempleError
+from temple_core.store.files import atomic_file, write_text_atomic
 
 #: Seconds per piece of the TransNetV2 test video.
 PIECE_SECONDS = 30.0
@@ -59,8 +60,7 @@ def transnetv2_test_video() -> Path:
 
 def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int) -> None:
     """Encode RGB frames as H.264 into ``path`` atomically."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    with av.open(str(tmp), mode="w") as container:
+    with atomic_file(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "20", "preset": "veryfast"}
@@ -69,7 +69,6 @@ def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)
 
 
 def _pieces(out_dir: Path) -> list[Path]:
@@ -113,7 +112,7 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
             if all(p.is_file() for p in paths):
                 return paths
         paths = _pieces(out_dir)
-        listing.write_text("\n".join(p.name for p in paths) + "\n")
+        write_text_atomic(listing, "\n".join(p.name for p in paths) + "\n")
         return paths
     if name == "synthetic":
         paths = []

@@ -20,7 +20,6 @@ stage to the list trains only the new one.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -359,7 +358,7 @@ def run(ctx, callbacks: list | None = None) -> dict:
             ledger.finish(unit(stage), fp, upstream, summary, seconds)
             # The previous stage's merged weights were only needed as this stage's start/reference.
             if not config.keep_merged and start_dir is not None:
-                shutil.rmtree(start_dir, ignore_errors=True)
+                layout.remove(start_dir)
         ctx.barrier()
         results.append({**summary, "status": "ran"})
         entry = ledger.state(unit(stage))

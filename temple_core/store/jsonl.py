@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from temple_core.store.files import atomic_file, write_text_atomic
+
 
 def _repair(path: Path) -> None:
     """Cut a torn last line (one without its newline) off ``path``."""
@@ -84,17 +86,11 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Replace ``path`` with ``records`` all at once (write a temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return count
 
 
@@ -165,11 +161,4 @@ def read_json(path: str | Path) -> Any:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Replace a JSON file all at once (a temporary file, made durable, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, indent=2, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")

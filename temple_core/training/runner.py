@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 import warnings
 from typing import Any
@@ -78,17 +77,17 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
     trainer.save_model(str(tctx.adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if tctx.is_main:
-        tmp = tctx.merged_dir.with_name("merged.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        layout = tctx.layout
+        tmp = layout.merged_tmp
+        layout.remove(tmp)  # a merge cut off by a crash
         if trainer.is_fsdp_enabled:
             # Sharded parameters cannot be merged in place: rebuild from the gathered adapter.
             merge_saved_adapter(tctx, tmp)
         else:
             tctx.backend.merge_and_save(trainer.accelerator.unwrap_model(trainer.model), tmp)
-        shutil.rmtree(tctx.merged_dir, ignore_errors=True)
-        tmp.rename(tctx.merged_dir)  # a merged/ folder is always complete
+        layout.publish_merged(tmp)  # a merged/ folder is always complete
         if not keep_checkpoints:
-            shutil.rmtree(tctx.checkpoint_dir, ignore_errors=True)
+            layout.remove(layout.checkpoints)
     trainer.accelerator.wait_for_everyone()
     metrics = dict(output.metrics)
     return {
