@@ -28,7 +28,7 @@ import yaml
 from temple_core.config import Structurer, non_empty, path_field, unstructure
 from temple_core.errors import RecipeError, TempleError
 from temple_core.stages import STAGE_NAMES, STAGES, generate, select, train
-from temple_core.store.layout import STALE
+from temple_core.store.layout import STALE, RunLayout
 from temple_core.store.ledger import fingerprint
 
 SelectConfig = select.Config
@@ -278,26 +278,49 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
     return recipe
 
 
+def _video_entries(folder: Path, extensions: set[str]) -> list[Path]:
+    """Every entry under ``folder`` whose name ends like a video, whatever it is: a file, a
+    link (working, dangling or a loop), a directory named ``x.mp4``. What cannot be read gets
+    an error record in ``select`` instead of vanishing. Links to folders are not followed
+    (a link loop cannot make the search endless), as ``Path.rglob`` does not follow them."""
+    found = []
+    for current, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in sorted([*files, *dirs]):
+            if Path(name).suffix.lower() in extensions:
+                found.append(Path(current) / name)
+    return sorted(found)
+
+
 def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool = True) -> list[Path]:
     """Every input video of the recipe (absolute paths, in the order given, without repeats).
 
-    ``materialize`` writes the built-in samples first; without it they are only named.
+    ``materialize`` writes the built-in samples first; without it they are only named. An
+    entry that exists but cannot be read (a directory named like a video, a dangling link, a
+    link loop) is kept: selection gives it an error record. A path that does not exist at all
+    is a :class:`RecipeError` (a typo in the recipe).
     """
     found: list[Path] = []
     extensions = {e.lower() for e in videos.extensions}
     for i, entry in enumerate(videos.paths):  # resolved against the recipe's folder when read
         path = Path(entry).expanduser()
         if any(ch in entry for ch in "*?["):
-            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True)) if Path(m).is_file()]
+            matches = [
+                Path(m) for m in sorted(glob.glob(str(path), recursive=True))
+                if not Path(m).is_dir() or Path(m).suffix.lower() in extensions
+            ]
             if not matches:
                 raise RecipeError(f"videos.paths[{i}]", f"no file matches {entry!r}")
             found.extend(matches)
         elif path.is_dir():
-            matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            matches = _video_entries(path, extensions)
             if not matches:
+                if path.suffix.lower() in extensions:  # a directory named like a video
+                    found.append(path)
+                    continue
                 raise RecipeError(f"videos.paths[{i}]", f"no video ({', '.join(sorted(extensions))}) in folder {entry}")
             found.extend(matches)
-        elif path.is_file():
+        elif os.path.lexists(path):  # a file, or a link that leads nowhere: selection says which
             found.append(path)
         else:
             raise RecipeError(f"videos.paths[{i}]", f"no such file or folder: {entry}")
@@ -308,12 +331,12 @@ def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool 
             if name not in samples.SAMPLES:
                 raise RecipeError(f"videos.samples[{i}]", f"unknown sample set {name!r}; available: {', '.join(samples.SAMPLES)}")
             if materialize:
-                found.extend(samples.materialize(name, Path(run_dir) / "videos"))
+                found.extend(samples.materialize(name, RunLayout(run_dir).samples_dir))
     # Absolute paths: every record downstream (videos.jsonl, pairs.jsonl, exports) must name
     # the same file whatever directory a later stage or another tool runs from.
     unique: dict[str, Path] = {}
     for path in found:
-        resolved = path.resolve()
+        resolved = _absolute(path)
         unique.setdefault(str(resolved), resolved)
     return list(unique.values())
 
@@ -321,9 +344,11 @@ def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool 
 def _absolute(path: Path) -> Path:
     """``path`` resolved; a dangling link or a link loop as written (made absolute)."""
     try:
-        return path.resolve()
+        resolved = path.resolve()
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return Path(os.path.abspath(path))
+    # A dangling link resolves to where it points: keep the link's own name for its record.
+    return resolved if resolved.exists() else Path(os.path.abspath(path))
 
 
 def _id_of(stem: str) -> str:
