@@ -121,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"temple: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a refused write outside any stage (the report, the lock...)
+        from temple_core.store.files import storage_error
+
+        error = storage_error(exc)
+        if error is None or debug:
+            raise
+        print(f"temple: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("temple: interrupted; finished items are kept, re-run to resume", file=sys.stderr)
         return 130
