@@ -7,6 +7,11 @@
 
 Errors a user can cause print one line and exit non-zero (2 for a bad recipe or plugin);
 ``--debug`` shows the traceback instead.
+
+A temple run never needs the network (models come from local folders or built-in presets),
+so ``temple`` runs offline with telemetry off (:data:`OFFLINE_ENV`, set before any library
+is imported and inherited by every process it starts) unless ``TEMPLE_ALLOW_NETWORK=1``;
+a variable the user set keeps its value.
 """
 
 from __future__ import annotations
@@ -19,6 +24,24 @@ import time
 
 from temple_core.errors import TempleError
 from temple_core.hookspecs import KINDS
+
+#: Set for temple's own processes unless ``TEMPLE_ALLOW_NETWORK=1`` (docs/run-directory.md):
+#: the Hugging Face hub offline, its telemetry off (TRL pings it from every trainer).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+ALLOW_NETWORK = "TEMPLE_ALLOW_NETWORK"
+
+
+def stay_offline(environ=os.environ) -> None:
+    """Set :data:`OFFLINE_ENV` (what is already set is kept) unless the network is allowed."""
+    if environ.get(ALLOW_NETWORK, "").lower() in ("1", "true", "yes"):
+        return
+    for key, value in OFFLINE_ENV.items():
+        environ.setdefault(key, value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +134,7 @@ def _report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stay_offline()
     args = _parser().parse_args(argv)
     debug = args.debug or os.environ.get("TEMPLE_DEBUG") == "1"
     handlers = {"plugins": _plugins_list, "validate": _validate, "run": _run, "report": _report}
