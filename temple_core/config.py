@@ -114,7 +114,9 @@ def did_you_mean(word: str, choices) -> str:
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+    if not isinstance(key, str) or not key or not key.isprintable() or key != key.strip() or "." in key:
+        return f"{path}[{key!r}]"  # a key that would not read back as written: quoted
+    return f"{path}.{key}" if path else key
 
 
 def _type_name(tp) -> str:
@@ -145,7 +147,7 @@ class Structurer:
             data = {}
         if not isinstance(data, dict):
             raise RecipeError(path, f"expected a mapping of options, got {_describe(data)}")
-        fields = {f.name: f for f in attrs.fields(cls)}
+        fields = {f.name: f for f in attrs.fields(cls) if f.init}  # init=False: not a recipe key
         types_ = attrs.resolve_types(cls)
         type_of = {f.name: f.type for f in attrs.fields(types_)}
         for key in data:

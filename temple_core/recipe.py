@@ -65,7 +65,7 @@ class Recipe:
     generate: GenerateConfig | None = None
     train: TrainConfig | None = None
     #: Where the recipe was read from (not a recipe key).
-    source: str | None = attrs.field(default=None, eq=False)
+    source: str | None = attrs.field(default=None, eq=False, init=False)
 
     def sections(self) -> list[str]:
         """The stages this recipe runs, in order."""
@@ -266,6 +266,10 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
         raise RecipeError("run_dir", "must name a folder (it is empty)")
     structurer = Structurer(plugins, check_files=check_files, base_dir=base_dir)
     recipe = structurer.structure(Recipe, data)
+    where = "--run-dir" if run_dir is not None else "run_dir"
+    if Path(recipe.run_dir).resolve() in (Path("/"), Path.home().resolve()):
+        # Every stage writes select/, generate/, train/ there and moves outdated folders aside.
+        raise RecipeError(where, f"must be a folder of its own, not {recipe.run_dir}")
     if not recipe.sections():
         raise RecipeError("", f"the recipe has no stage section ({', '.join(STAGE_NAMES)})")
     for spec in STAGES:
@@ -275,7 +279,24 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
     recipe.source = source
     if check_files and (recipe.videos.paths or recipe.videos.samples):
         resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
+    if check_files:
+        _check_upstream(recipe)
     return recipe
+
+
+def _check_upstream(recipe: Recipe) -> None:
+    """A stage whose upstream section is left out reads that stage's outputs from an earlier
+    run in the same run directory: they must be there."""
+    layout = RunLayout(recipe.run_dir)
+    if recipe.generate is not None and recipe.select is None and not layout.videos.is_file():
+        raise RecipeError("generate", f"reads {layout.videos}, which does not exist: add a select section (or run one first)")
+    if recipe.train is not None and recipe.generate is None and not layout.pairs.is_file():
+        for stage in recipe.train.stages:
+            if stage.data is None:
+                raise RecipeError(
+                    f"{stage.where}.difficulty",
+                    f"trains on this run's pairs, but {layout.pairs} does not exist: add a generate section or give data",
+                )
 
 
 def _video_entries(folder: Path, extensions: set[str]) -> list[Path]:

@@ -15,7 +15,6 @@ an interrupted first use leaves nothing half-written, and a second use writes no
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +30,9 @@ PIECE_SECONDS = 30.0
 
 #: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
 SYNTHETIC_FPS = 10
+#: libx264 threads for the sample videos: 1, for the same bytes every time (see ``_write``;
+#: 0 is libx264's default, one per core, which benchmarks/sample_determinism.py compares).
+ENCODER_THREADS = 1
 
 
 def _synthetic_videos():
@@ -59,11 +61,17 @@ def transnetv2_test_video() -> Path:
 
 
 def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int) -> None:
-    """Encode RGB frames as H.264 into ``path`` atomically."""
+    """Encode RGB frames as H.264 into ``path`` atomically, the same bytes every time.
+
+    One encoder thread: with several (libx264's default: as many as cores), the bytes of the
+    larger pieces changed from run to run on a loaded machine (2 and 3 different files of 5
+    writes, benchmarks/sample_determinism.py), and with them a video's grouping, the pairs and
+    the trained weights of the quickstart. One thread gave one file in every write."""
     with atomic_file(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
+        stream.codec_context.thread_count = ENCODER_THREADS
+        stream.options = {"crf": "20", "preset": "veryfast", "threads": str(ENCODER_THREADS)}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

@@ -233,3 +233,27 @@ def test_yaml_dump_of_the_base_is_plain():
     """The base recipe is ordinary YAML (a guard for the cases above, which edit its text)."""
     data = yaml.safe_load(BASE.format(run_dir="/tmp/x"))
     assert set(data) == {"run_dir", "seed", "videos", "select", "generate", "train"}
+
+
+def test_a_stage_without_its_upstream_section_needs_its_outputs(tmp_path, capsys):
+    """generate without select reads select/videos.jsonl of an earlier run; train on this
+    run's pairs without generate reads generate/pairs.jsonl: refused when they are not there."""
+    text = base(tmp_path)
+    start, end = text.index("select:"), text.index("generate:")
+    no_select = text[:start] + text[end:]
+    code, err = validate_text(tmp_path, capsys, no_select)
+    refused(code, err, "generate: ", "select/videos.jsonl")
+    (tmp_path / "run" / "select").mkdir(parents=True)
+    (tmp_path / "run" / "select" / "videos.jsonl").write_text("")
+    code, err = validate_text(tmp_path, capsys, no_select)
+    assert code == 0, err
+    only_train = no_select[: no_select.index("generate:")] + no_select[no_select.index("train:"):]
+    code, err = validate_text(tmp_path, capsys, only_train)
+    refused(code, err, "train.stages[0].difficulty: ", "generate/pairs.jsonl")
+
+
+@pytest.mark.parametrize("value", ["/", "'~'"])
+def test_the_root_or_the_home_folder_is_not_a_run_directory(tmp_path, capsys, value):
+    text = base(tmp_path).replace(f"run_dir: {tmp_path / 'run'}", f"run_dir: {value}")
+    code, err = validate_text(tmp_path, capsys, text)
+    refused(code, err, "run_dir: ", "a folder of its own")
