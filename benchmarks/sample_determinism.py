@@ -1,13 +1,14 @@
 """Are the built-in sample videos the same bytes every time they are written, on a loaded machine?
 
-    python benchmarks/sample_determinism.py --rounds 8 --busy 3 [--threads 1] [--sets transnetv2_test,synthetic]
+    python benchmarks/sample_determinism.py --rounds 10 --busy 3 [--threads 1] [--x264-params mbtree=0] [--sets transnetv2_test,synthetic]
 
 Each round writes every sample set into a fresh folder (``temple_core.samples.materialize``,
 what a run does on first use) while ``--busy`` processes spin on the CPUs, and hashes every
 file. Printed: per file, how many distinct contents the rounds gave (1 = deterministic).
-``--threads`` sets ``temple_core.samples.ENCODER_THREADS`` (1: temple's setting; 0: libx264's
-default, one thread per core, which is what temple used before). Exit code 1 when any file
-had more than one content. Results go to docs/benchmarks.md.
+``--threads`` sets ``temple_core.samples.ENCODER_THREADS`` (0: libx264's default, one thread
+per core) and ``--x264-params`` ``temple_core.samples.X264_PARAMS`` ("": libx264's defaults,
+macroblock-tree rate control on): ``--threads 0 --x264-params ""`` is how temple wrote them
+before. Exit code 1 when any file had more than one content. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--busy", type=int, default=3, help="background processes spinning on the CPUs")
     parser.add_argument("--threads", type=int, default=None, help="libx264 threads (default: temple's setting)")
+    parser.add_argument("--x264-params", default=None, help="libx264 parameters (default: temple's setting)")
     parser.add_argument("--sets", default="transnetv2_test,synthetic")
     args = parser.parse_args()
 
@@ -40,6 +42,8 @@ def main() -> int:
 
     if args.threads is not None:
         samples.ENCODER_THREADS = args.threads
+    if args.x264_params is not None:
+        samples.X264_PARAMS = args.x264_params
     busy = [multiprocessing.Process(target=_spin, args=(24 * 3600,), daemon=True) for _ in range(args.busy)]
     for process in busy:
         process.start()
@@ -59,6 +63,7 @@ def main() -> int:
             process.join()
     result = {
         "encoder_threads": samples.ENCODER_THREADS,
+        "x264_params": samples.X264_PARAMS,
         "rounds": args.rounds,
         "busy_processes": args.busy,
         "cpus": multiprocessing.cpu_count(),

@@ -1,4 +1,5 @@
-"""Recipes: YAML files (read with ``yaml.safe_load``) validated into attrs objects.
+"""Recipes: YAML files (read with :class:`RecipeLoader`, a ``yaml.SafeLoader`` that also
+refuses duplicate keys, alias bombs and absurd nesting) validated into attrs objects.
 
 The top level names the run directory, the seed, the input videos, and one section per
 stage (``select``, ``generate``, ``train``), each typed by its stage's ``Config`` class

@@ -30,9 +30,11 @@ PIECE_SECONDS = 30.0
 
 #: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
 SYNTHETIC_FPS = 10
-#: libx264 threads for the sample videos: 1, for the same bytes every time (see ``_write``;
-#: 0 is libx264's default, one per core, which benchmarks/sample_determinism.py compares).
+#: libx264 for the sample videos: one thread, and no macroblock-tree rate control (its SIMD
+#: code differs in the last bits between processor models; see ``_write``). The benchmark
+#: benchmarks/sample_determinism.py sets them back to libx264's defaults (0, "") to compare.
 ENCODER_THREADS = 1
+X264_PARAMS = "mbtree=0"
 
 
 def _synthetic_videos():
@@ -61,19 +63,26 @@ def transnetv2_test_video() -> Path:
 
 
 def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int) -> None:
-    """Encode RGB frames as H.264 into ``path`` atomically, the same bytes every time.
+    """Encode RGB frames as H.264 into ``path`` atomically -- the same bytes on every machine.
 
-    One encoder thread: with several (libx264's default: as many as cores), the bytes of the
-    larger pieces changed from run to run on a loaded machine (2 and 3 different files of 5
-    writes, benchmarks/sample_determinism.py), and with them a video's grouping, the pairs and
-    the trained weights of the quickstart. One thread gave one file in every write."""
+    libx264's macroblock-tree rate control (``mbtree``, on by default) runs SIMD code built
+    on ``rcpps``, an approximate reciprocal whose low bits differ between processor models.
+    On a virtual machine that moves between hosts, the same frames then gave files a few
+    bytes apart from one write to the next -- about one piece in 30, with one encoder
+    thread or several, whatever the decoding around it (benchmarks/sample_determinism.py,
+    docs/benchmarks.md) -- and one changed piece changed a video's grouping, the pairs and
+    the trained weights of the quickstart. Without ``mbtree`` (and with one thread, frame
+    timestamps 0, 1, 2... set here) every write gave the same bytes."""
     with atomic_file(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = ENCODER_THREADS
-        stream.options = {"crf": "20", "preset": "veryfast", "threads": str(ENCODER_THREADS)}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        stream.options = {"crf": "20", "preset": "veryfast", "threads": str(ENCODER_THREADS), "x264-params": X264_PARAMS}
+        time_base = Fraction(1) / Fraction(fps)
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = index, time_base
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
