@@ -8,6 +8,11 @@
 
 Errors a user can cause print one line and exit non-zero (2 for a bad recipe or plugin);
 ``--debug`` shows the traceback instead.
+
+A temple run never needs the network (models come from local folders or built-in presets),
+so ``temple`` runs offline with telemetry off (:data:`OFFLINE_ENV`, set before any library
+is imported and inherited by every process it starts) unless ``TEMPLE_ALLOW_NETWORK=1``;
+a variable the user set keeps its value.
 """
 
 from __future__ import annotations
@@ -20,6 +25,24 @@ import time
 
 from temple_core.errors import TempleError
 from temple_core.hookspecs import KINDS
+
+#: Set for temple's own processes unless ``TEMPLE_ALLOW_NETWORK=1`` (docs/run-directory.md):
+#: the Hugging Face hub offline, its telemetry off (TRL pings it from every trainer).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+ALLOW_NETWORK = "TEMPLE_ALLOW_NETWORK"
+
+
+def stay_offline(environ=os.environ) -> None:
+    """Set :data:`OFFLINE_ENV` (what is already set is kept) unless the network is allowed."""
+    if environ.get(ALLOW_NETWORK, "").lower() in ("1", "true", "yes"):
+        return
+    for key, value in OFFLINE_ENV.items():
+        environ.setdefault(key, value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,6 +152,7 @@ def _compare(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stay_offline()
     args = _parser().parse_args(argv)
     debug = args.debug or os.environ.get("TEMPLE_DEBUG") == "1"
     handlers = {"plugins": _plugins_list, "validate": _validate, "run": _run, "report": _report, "compare": _compare}
@@ -139,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"temple: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a refused write outside any stage (the report, the lock...)
+        from temple_core.store.files import storage_error
+
+        error = storage_error(exc)
+        if error is None or debug:
+            raise
+        print(f"temple: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("temple: interrupted; finished items are kept, re-run to resume", file=sys.stderr)
         return 130

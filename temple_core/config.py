@@ -18,6 +18,7 @@ absolute paths when the recipe is read.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import types
 import typing
@@ -29,6 +30,8 @@ import attrs
 from temple_core.errors import PluginError, RecipeError
 
 _COMPONENT_KIND = "temple_component_kind"
+#: Integers of a recipe fit in 64 bits (numpy, torch and the C libraries underneath take no more).
+INT_LIMIT = 2**63
 _PATH = "temple_path"
 
 
@@ -96,6 +99,12 @@ def is_path_field(field) -> bool:
     return _PATH in field.metadata
 
 
+def non_empty(instance, attribute, value) -> None:
+    """attrs validator: a list that must hold at least one item (an empty one would fail later)."""
+    if value is not None and len(value) == 0:
+        raise ValueError("needs at least one item (it is empty)")
+
+
 def did_you_mean(word: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
@@ -105,7 +114,9 @@ def did_you_mean(word: str, choices) -> str:
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+    if not isinstance(key, str) or not key or not key.isprintable() or key != key.strip() or "." in key:
+        return f"{path}[{key!r}]"  # a key that would not read back as written: quoted
+    return f"{path}.{key}" if path else key
 
 
 def _type_name(tp) -> str:
@@ -136,7 +147,7 @@ class Structurer:
             data = {}
         if not isinstance(data, dict):
             raise RecipeError(path, f"expected a mapping of options, got {_describe(data)}")
-        fields = {f.name: f for f in attrs.fields(cls)}
+        fields = {f.name: f for f in attrs.fields(cls) if f.init}  # init=False: not a recipe key
         types_ = attrs.resolve_types(cls)
         type_of = {f.name: f.type for f in attrs.fields(types_)}
         for key in data:
@@ -252,17 +263,28 @@ class Structurer:
         if tp is int:
             if isinstance(data, bool) or not isinstance(data, int):
                 raise RecipeError(path, f"expected an integer, got {_describe(data)}")
+            if not -INT_LIMIT <= data < INT_LIMIT:
+                raise RecipeError(path, f"integer out of range (|value| < 2**63), got {_short(data)}")
             return data
         if tp is float:
+            number = data
             if isinstance(data, bool) or not isinstance(data, (int, float)):
                 # YAML reads 5e-6 (no dot) as a string: accept numeric strings for floats.
+                number = None
                 if isinstance(data, str):
                     try:
-                        return float(data)
+                        number = float(data)
                     except ValueError:
                         pass
-                raise RecipeError(path, f"expected a number, got {_describe(data)}")
-            return float(data)
+                if number is None:
+                    raise RecipeError(path, f"expected a number, got {_describe(data)}")
+            try:
+                number = float(number)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise RecipeError(path, f"expected a finite number, got {_short(data)}")
+            return number
         if tp is str:
             if not isinstance(data, str):
                 raise RecipeError(path, f"expected a string, got {_describe(data)}")
@@ -271,7 +293,8 @@ class Structurer:
 
     # -- components ----------------------------------------------------------------------
     def component(self, kind: str, data, path: str) -> ComponentSpec:
-        if isinstance(data, str):
+        by_name = isinstance(data, str)  # `drop` rather than `{name: drop}`: errors name `path`
+        if by_name:
             data = {"name": data}
         if not isinstance(data, dict):
             raise RecipeError(path, f"expected {{name: ..., options...}} for a {kind} component, got {_describe(data)}")
@@ -286,7 +309,7 @@ class Structurer:
         try:
             component = self.plugins.get(kind, name)
         except PluginError as exc:
-            raise RecipeError(_join(path, "name"), str(exc)) from None
+            raise RecipeError(path if by_name else _join(path, "name"), str(exc)) from None
         if component.options is None:
             if options_data:
                 key = next(iter(options_data))
@@ -306,6 +329,12 @@ def _validator_message(exc: Exception, value) -> str:
     return text
 
 
+def _short(value) -> str:
+    """``repr`` of a value, cut short (a 400-digit integer is not worth printing whole)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
 def _describe(data) -> str:
     if data is None:
         return "nothing (null)"
@@ -315,7 +344,7 @@ def _describe(data) -> str:
         return "a mapping"
     if isinstance(data, list):
         return "a list"
-    return f"{type(data).__name__} {data!r}"
+    return f"{type(data).__name__} {_short(data)}"
 
 
 def _check_exists(resolved: str, kind: str, path: str, written: str) -> None:

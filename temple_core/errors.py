@@ -26,6 +26,31 @@ class PluginError(TempleError):
     exit_code = 2
 
 
+class StorageError(TempleError):
+    """The file system refused a write (full, read-only, a size limit, no permission):
+    ``path`` is what could not be written. What was finished before is kept; fix the cause
+    and run the same command again."""
+
+    exit_code = 2
+
+    def __init__(self, path, reason: str, verb: str = "write"):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot {verb} {path}: {reason}; nothing finished is lost: make room (or make it writable) and run again")
+
+
+class CorruptRecord(TempleError, ValueError):
+    """A line of a run's JSONL file that is not the record it must be (``file:line`` named)."""
+
+    exit_code = 2
+
+
+class RunError(TempleError):
+    """A run directory that is missing, or that holds nothing a command can read."""
+
+    exit_code = 2
+
+
 class VideoError(TempleError):
     """A video that cannot be read (missing, empty, truncated, no video stream)."""
 

@@ -29,6 +29,7 @@ import yaml
 from temple_core import contracts, hookspecs
 from temple_core.config import did_you_mean
 from temple_core.errors import PluginError
+from temple_core.store.layout import safe_component
 
 ENTRY_POINT_GROUP = "temple"
 ENV_LOAD = "TEMPLE_LOAD_PLUGINS"
@@ -165,6 +166,10 @@ class PluginManager:
         def register(name: str, factory: Callable[..., Any], options: type | None = None, summary: str | None = None):
             if not isinstance(name, str) or not name:
                 raise PluginError(f"{module_name}: a {kind} component needs a non-empty string name")
+            try:  # names become paths: an exporter's file, a training stage's default folder
+                safe_component(name, f"{kind} component name")
+            except ValueError as exc:
+                raise PluginError(f"{module_name}: {exc}") from None
             if options is None:
                 options = getattr(factory, "Options", None)
             if options is not None and not attrs.has(options):
@@ -180,6 +185,11 @@ class PluginManager:
                 capabilities = contracts.check_component(kind, name, factory)
             except TypeError as exc:
                 raise PluginError(f"{module_name}: {exc}") from None
+            if "suffix" in capabilities:  # generate/export/<name>.<suffix>
+                try:
+                    safe_component(f"{name}.{capabilities['suffix']}", f"{kind} '{name}' output file name")
+                except ValueError as exc:
+                    raise PluginError(f"{module_name}: {exc}") from None
             text = summary or summaries.get(key) or _first_line(factory)
             self.components[key] = Component(kind, name, factory, options, text, source, module_name, capabilities)
 

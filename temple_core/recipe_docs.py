@@ -116,6 +116,12 @@ def render(plugins=None) -> str:
         "key (`{name: ..., options...}`) takes the options of the component it names, listed",
         "under *Components* below; a training stage's options are written inside its entry.",
         "",
+        "Beyond each key's own rule, every recipe is refused (one line naming the line or the",
+        "key, exit code 2) when a key is given twice in one mapping, when it nests more than",
+        "100 levels or its aliases expand to more than 1,000,000 values, when it is not UTF-8",
+        "text, when a number is not finite or does not fit in 64 bits, and when `run_dir` is",
+        "empty, `/` or your home folder.",
+        "",
         "## Top level",
         "",
     ]

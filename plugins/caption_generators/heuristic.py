@@ -72,12 +72,13 @@ class Heuristic(CaptionGenerator):
         #: Say where each clip starts and ends (seconds).
         timestamps: bool = True
 
+        def __attrs_post_init__(self):
+            # Checked with the options (so `temple validate` refuses it), not when the run starts.
+            if self.dark_below > self.bright_above:
+                raise ValueError(f"dark_below ({self.dark_below}) must not exceed bright_above ({self.bright_above})")
+
     def __init__(self, options: "Heuristic.Options | None" = None):
         self.options = options or Heuristic.Options()
-        if self.options.dark_below > self.options.bright_above:
-            from temple_core.errors import RecipeError
-
-            raise RecipeError("generate.captioner", "dark_below must not exceed bright_above")
 
     def describe(self) -> str:
         return "heuristic"

@@ -19,7 +19,7 @@ from temple_core.generation.pairs import make_pairs
 from temple_core.generation.plan import video_rng, video_seed
 from temple_core.generation.prompts import PAIR_PROMPTS, one_of, read_prompt_lines
 from temple_core.records import CaptionRecord, VideoRecord
-from temple_core.store import RunLayout, ShardedJsonl, read_jsonl
+from temple_core.store import RunLayout, ShardedJsonl, read_jsonl, read_records
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def selected_videos(layout: RunLayout) -> list[VideoRecord]:
     path = layout.videos
     if not path.is_file():
         raise TempleError(f"{path} not found: run the select stage first (temple run RECIPE --stages select)")
-    return [VideoRecord.from_dict(d) for d in read_jsonl(path) if d.get("status") == "kept"]
+    records = read_records(path, VideoRecord.from_dict, required=("video_id", "path", "status"))
+    return [r for r in records if r.status == "kept"]
 
 
 def _generate(captioner, videos, backend, perturbations, difficulties, seed, sampling):

@@ -22,6 +22,7 @@ from temple_core.config import path_field
 from temple_core.errors import ModelError, SkipSample
 from temple_core.models.backend import Backend, TextScore, linear_module_names
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
+from temple_core.store.files import clean_stale_temps, temp_path
 
 
 def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 3136, presets: tuple[str, ...] = ("tiny-random",)):
@@ -51,13 +52,17 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         #: Pixels per frame at most after resizing (smart_resize) in chat; a content item's own
         #: ``max_pixels`` (the captioner's clips) wins.
         max_pixels: int = attrs.field(default=default_max_pixels, validator=attrs.validators.ge(784))
-        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56); also
-        #: training's unless the stage's preset sets one.
-        min_pixels: int = attrs.field(default=default_min_pixels, validator=attrs.validators.ge(784))
+        #: Pixels per frame at least after resizing (the Qwen image processor's 56*56); smaller
+        #: frames are enlarged to it, so at most 12,845,056 (Qwen's largest image) and <= max_pixels.
+        min_pixels: int = attrs.field(default=default_min_pixels, validator=[attrs.validators.ge(784), attrs.validators.le(12_845_056)])
         #: Conversations per generate call.
         batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
         #: Run the checkpoint's own Python code (not needed for these HF-format models).
         trust_remote_code: bool = False
+
+        def __attrs_post_init__(self):
+            if self.min_pixels > self.max_pixels:
+                raise ValueError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
 
     return Options
 
@@ -135,7 +140,9 @@ class HFChatBackend(Backend):
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(self.end_of_turn)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.bos_token_id = None
-        tmp = folder.with_name(folder.name + f".tmp{id(self)}")
+        # A build killed midway leaves its temporary folder: removed once its process is gone.
+        clean_stale_temps(folder.parent, legacy=True)
+        tmp = temp_path(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

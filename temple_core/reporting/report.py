@@ -19,10 +19,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from temple_core.errors import TempleError
+from temple_core.errors import RunError, TempleError
 from temple_core.records import VideoRecord
-from temple_core.store import RunLayout, read_jsonl
+from temple_core.store import RunLayout, read_jsonl, read_records
+from temple_core.store.files import write_text_atomic
 
+#: What the report reads of each pair.
+PAIR_KEYS = ("pair_id", "video_id", "prompt", "chosen", "rejected", "perturbation", "difficulty", "kept_indices")
 #: Rejection reasons decided on shots (before grouping) vs on segments (after grouping).
 SHOT_RULES = ("long_scene", "few_shots", "many_shots")
 THUMB_WIDTH = 128
@@ -207,15 +210,17 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 
 def build_report(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunError(f"run directory not found: {run_dir}")
     if not run_dir.is_dir():
-        raise TempleError(f"run directory not found: {run_dir}")
+        raise RunError(f"not a run directory (a file): {run_dir}")
     layout = RunLayout(run_dir)
     videos_path, pairs_path, captions_path = layout.videos, layout.pairs, layout.captions
     if not any(p.exists() for p in (videos_path, pairs_path, layout.train_dir, layout.eval_dir)):
-        raise TempleError(f"{run_dir}: nothing to report (no select, generate, train or eval output)")
-    videos = [VideoRecord.from_dict(d) for d in read_jsonl(videos_path)]
-    pairs = read_jsonl(pairs_path)
-    captions = {c["video_id"]: c for c in read_jsonl(captions_path)}
+        raise RunError(f"{run_dir}: nothing to report (no select, generate, train or eval output)")
+    videos = read_records(videos_path, VideoRecord.from_dict, required=("video_id", "path", "status"))
+    pairs = read_records(pairs_path, required=PAIR_KEYS)
+    captions = {c["video_id"]: c for c in read_records(captions_path, required=("video_id",))}
     sections = [f"<h1>temple run: {_e(run_dir)}</h1>"]
     recipe = layout.recipe
     if recipe.is_file():
@@ -263,9 +268,5 @@ def build_report(run_dir: str | Path) -> str:
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     page = build_report(run_dir)
-    out = RunLayout(run_dir).report
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(RunLayout(run_dir).report, page)
 

@@ -15,7 +15,6 @@ an interrupted first use leaves nothing half-written, and a second use writes no
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -24,12 +23,18 @@ import av
 import numpy as np
 
 from temple_core.errors import TempleError
+from temple_core.store.files import atomic_file, write_text_atomic
 
 #: Seconds per piece of the TransNetV2 test video.
 PIECE_SECONDS = 30.0
 
 #: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
 SYNTHETIC_FPS = 10
+#: libx264 for the sample videos: one thread, and no macroblock-tree rate control (its SIMD
+#: code differs in the last bits between processor models; see ``_write``). The benchmark
+#: benchmarks/sample_determinism.py sets them back to libx264's defaults (0, "") to compare.
+ENCODER_THREADS = 1
+X264_PARAMS = "mbtree=0"
 
 
 def _synthetic_videos():
@@ -58,18 +63,29 @@ def transnetv2_test_video() -> Path:
 
 
 def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int) -> None:
-    """Encode RGB frames as H.264 into ``path`` atomically."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    with av.open(str(tmp), mode="w") as container:
+    """Encode RGB frames as H.264 into ``path`` atomically -- the same bytes on every machine.
+
+    libx264's macroblock-tree rate control (``mbtree``, on by default) runs SIMD code built
+    on ``rcpps``, an approximate reciprocal whose low bits differ between processor models.
+    On a virtual machine that moves between hosts, the same frames then gave files a few
+    bytes apart from one write to the next -- about one piece in 30, with one encoder
+    thread or several, whatever the decoding around it (benchmarks/sample_determinism.py,
+    docs/benchmarks.md) -- and one changed piece changed a video's grouping, the pairs and
+    the trained weights of the quickstart. Without ``mbtree`` (and with one thread, frame
+    timestamps 0, 1, 2... set here) every write gave the same bytes."""
+    with atomic_file(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        stream.codec_context.thread_count = ENCODER_THREADS
+        stream.options = {"crf": "20", "preset": "veryfast", "threads": str(ENCODER_THREADS), "x264-params": X264_PARAMS}
+        time_base = Fraction(1) / Fraction(fps)
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = index, time_base
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)
 
 
 def _pieces(out_dir: Path) -> list[Path]:
@@ -113,7 +129,7 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
             if all(p.is_file() for p in paths):
                 return paths
         paths = _pieces(out_dir)
-        listing.write_text("\n".join(p.name for p in paths) + "\n")
+        write_text_atomic(listing, "\n".join(p.name for p in paths) + "\n")
         return paths
     if name == "synthetic":
         paths = []

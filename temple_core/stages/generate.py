@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from temple_core.config import ComponentSpec, Section, component_field, path_field
+from temple_core.config import ComponentSpec, Section, component_field, non_empty, path_field
 from temple_core.errors import RecipeError
 from temple_core.generation.prompts import prompt_file_validator, prompt_list_validator
 
@@ -69,7 +69,7 @@ class Config(Section):
     #: Writes clip captions and the chosen/rejected summaries (SPEC §2); ``heuristic`` needs no model.
     captioner: ComponentSpec = component_field("caption_generators", "contextual")
     #: How the clip order is broken for rejected responses (SPEC §3).
-    perturbations: list[ComponentSpec] = component_field("perturbations", ["drop", "shuffle", "reverse"])
+    perturbations: list[ComponentSpec] = component_field("perturbations", ["drop", "shuffle", "reverse"], validator=non_empty)
     #: The difficulty factors r (SPEC §3); each yields its own split of pairs.
     difficulties: list[int] = attrs.field(factory=lambda: [16, 8, 4, 2], validator=_difficulties)
     #: Which pairs are kept (SPEC §4).

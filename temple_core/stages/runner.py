@@ -28,6 +28,8 @@ from temple_core.distributed import barrier, rank_world
 from temple_core.recipe import Recipe, resolve_videos, video_ids
 from temple_core.stages import STAGES
 from temple_core.store import Ledger, RunLayout, RunLock
+from temple_core.store.files import clean_stale_temps, storage_errors, write_text_atomic
+from temple_core.store.ledger import FINISHED
 
 
 @attrs.define
@@ -100,15 +102,28 @@ def run_stages(
     rank, world = rank_world()
     layout = RunLayout(recipe.run_dir)
     lock = RunLock(layout, log=log) if rank == 0 else None
-    with lock.acquire(wait=wait) if lock is not None else contextlib.nullcontext():
+    started = time.time()
+    with storage_errors(layout.root), (lock.acquire(wait=wait) if lock is not None else contextlib.nullcontext()):
+        if rank == 0:
+            _prepare(recipe, layout, started, log)
         return _run_locked(recipe, plugins, stages, progress, log, rank, world, layout)
+
+
+def _prepare(recipe: Recipe, layout: RunLayout, started: float, log) -> None:
+    """Before any stage: the run directory, its ``recipe.yaml`` (rewritten only when the
+    recipe changed, so an up-to-date run writes nothing), and no temporary file left by a
+    killed earlier run (only those whose process is gone and older than this run)."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(recipe.to_data(), sort_keys=False)
+    if not (layout.recipe.is_file() and layout.recipe.read_text(encoding="utf-8", errors="replace") == text):
+        write_text_atomic(layout.recipe, text)
+    removed = clean_stale_temps(layout.root, before=started)
+    if removed:
+        log(f"removed {len(removed)} temporary file(s) left by an interrupted run (e.g. {removed[0]})")
 
 
 def _run_locked(recipe, plugins, stages, progress, log, rank, world, layout) -> list[StageResult]:
     ctx = StageContext(recipe, layout.root, plugins, rank, world, progress=progress and rank == 0, log=log)
-    if rank == 0:
-        layout.root.mkdir(parents=True, exist_ok=True)
-        layout.recipe.write_text(yaml.safe_dump(recipe.to_data(), sort_keys=False))
     ledger = ctx.ledger
     results = []
     upstream: str | None = None
@@ -134,7 +149,8 @@ def _run_locked(recipe, plugins, stages, progress, log, rank, world, layout) -> 
         ctx.barrier()
         ctx.upstream = upstream
         started = time.time()
-        summary = spec.run(ctx) or {}
+        with storage_errors(folder):
+            summary = spec.run(ctx) or {}
         seconds = time.time() - started
         ctx.barrier()
         if rank == 0:

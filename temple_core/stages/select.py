@@ -41,6 +41,7 @@ from temple_core.selection import (
 )
 from temple_core.selection.filters import shot_gray_ranges
 from temple_core.store import RunLayout, ShardedJsonl
+from temple_core.store.files import write_bytes_atomic
 from temple_core.video.source import VideoSource
 
 _ge0 = attrs.validators.ge(0)
@@ -73,8 +74,8 @@ class Config(Section):
     min_segments: int = attrs.field(default=4, validator=_ge0)
     #: Reject the video if one group appears as this many segments or more (or > len // 3). (SPEC §1)
     max_group_segments: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    #: Keyframes per segment, at 1/3 and 2/3 of it for 2, by the release's clarity-weighted rule (SPEC §1).
-    keyframes_per_segment: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    #: Keyframes per segment, at 1/3 and 2/3 of it for 2, by the release's clarity-weighted rule (SPEC §1); at most 64.
+    keyframes_per_segment: int = attrs.field(default=2, validator=[attrs.validators.ge(1), attrs.validators.le(64)])
     #: Write ``select/thumbs/<video_id>/<frame>.jpg`` for each keyframe (for the report).
     thumbnails: bool = False
     #: Width of those thumbnails in pixels.
@@ -188,9 +189,11 @@ class Selector:
         width = min(self.config.thumbnail_width, video.width)
         height = max(2, round(video.height * width / video.width))
         for index, frame in zip(indices, video.read_frames(indices, width, height)):
-            out = self.thumbnails.thumbnail(record.video_id, index)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise VideoError(f"{record.path}: frame {index} cannot be encoded as a JPEG thumbnail")
+            # Written by Python, not cv2.imwrite (which returns False on a full disk, silently).
+            write_bytes_atomic(self.thumbnails.thumbnail(record.video_id, index), jpeg.tobytes())
 
 
 class _Progress:

@@ -20,7 +20,6 @@ stage to the list trains only the new one.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import attrs
 from temple_core.config import ComponentSpec, Section, component_field, path_field
 from temple_core.errors import RecipeError, TempleError
 from temple_core.store import RunLayout, fingerprint, read_jsonl, write_json_atomic, write_jsonl_atomic
+from temple_core.store.files import storage_errors
 from temple_core.store.layout import safe_component
 
 #: Keys of a stage entry that are not the trainer's options.
@@ -344,7 +344,8 @@ def run(ctx, callbacks: list | None = None) -> dict:
         trainer = stage.trainer.build(ctx.plugins)
         log(f"[train] {folder.name}: {stage.trainer.name} on {len(items)} sample(s) from {start}")
         began = time.time()
-        summary = dict(trainer.train(tctx) or {})
+        with storage_errors(folder.folder):  # a refused write names this stage's folder at least
+            summary = dict(trainer.train(tctx) or {})
         seconds = time.time() - began
         summary.update(
             stage=stage.dir_name, trainer=stage.trainer.name, samples=len(items), skipped=len(skipped),
@@ -359,7 +360,7 @@ def run(ctx, callbacks: list | None = None) -> dict:
             ledger.finish(unit(stage), fp, upstream, summary, seconds)
             # The previous stage's merged weights were only needed as this stage's start/reference.
             if not config.keep_merged and start_dir is not None:
-                shutil.rmtree(start_dir, ignore_errors=True)
+                layout.remove(start_dir)
         ctx.barrier()
         results.append({**summary, "status": "ran"})
         entry = ledger.state(unit(stage))

@@ -18,6 +18,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from temple_core.errors import CorruptRecord
+from temple_core.store.files import atomic_file, write_text_atomic
+
 
 def _repair(path: Path) -> None:
     """Cut a torn last line (one without its newline) off ``path``."""
@@ -51,6 +54,13 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    for _, record in iter_numbered(path):
+        yield record
+
+
+def iter_numbered(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every complete line; a line that is not a JSON object
+    is a :class:`CorruptRecord` naming ``file:line`` (the file is left as it is, to fix)."""
     path = Path(path)
     if not path.exists():
         return
@@ -61,9 +71,32 @@ def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield json.loads(raw)
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise CorruptRecord(f"{path}:{number}: not a JSON line (not UTF-8 text); fix or remove that line") from None
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+                raise CorruptRecord(f"{path}:{number}: not a JSON line ({exc.msg}); fix or remove that line") from None
+            if not isinstance(record, dict):
+                raise CorruptRecord(f"{path}:{number}: not a JSON object ({type(record).__name__}); fix or remove that line")
+            yield number, record
+
+
+def read_records(path: str | Path, factory=None, required: tuple[str, ...] = ()) -> list:
+    """Every record of a run's JSONL file, checked: each has the ``required`` keys and
+    ``factory(record)`` (e.g. ``VideoRecord.from_dict``) accepts it; anything else is a
+    :class:`CorruptRecord` naming ``file:line``."""
+    out = []
+    for number, record in iter_numbered(path):
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise CorruptRecord(f"{path}:{number}: a record without {', '.join(map(repr, missing))}; fix or remove that line")
+        if factory is not None:
+            try:
+                record = factory(record)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise CorruptRecord(f"{path}:{number}: not a valid record ({exc}); fix or remove that line") from None
+        out.append(record)
+    return out
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
@@ -71,30 +104,29 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        view = memoryview(line)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(line)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.filename is None:  # os.write does not say which file: this one
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Replace ``path`` with ``records`` all at once (write a temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return count
 
 
@@ -126,7 +158,9 @@ class ShardedJsonl:
         """Every record written so far by any rank, once per key (the first one written wins)."""
         seen: dict[Any, dict[str, Any]] = {}
         for source in self._sources():
-            for record in iter_jsonl(source):
+            for number, record in iter_numbered(source):
+                if self.key not in record:
+                    raise CorruptRecord(f"{source}:{number}: a record without its key {self.key!r}; fix or remove that line")
                 seen.setdefault(record[self.key], record)
         return list(seen.values())
 
@@ -165,11 +199,4 @@ def read_json(path: str | Path) -> Any:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Replace a JSON file all at once (a temporary file, made durable, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, indent=2, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -5,17 +5,27 @@ things are instead of joining names themselves, so the run directory's contract
 (ARCHITECTURE.md, docs/run-directory.md) lives in one place. :data:`ENTRIES` is that
 contract as a table; docs/run-directory.md shows it and a test checks that the two agree.
 
-Names that become paths (a training stage's name, a video id) are single path components,
-checked by :func:`safe_component`, so nothing a recipe says can point outside the run.
+Names that become paths (a training stage's name, a video id, a component's name) are
+single path components, checked by :func:`safe_component` when they are read, so nothing a
+recipe says can point outside the run. As a second line, every path a :class:`RunLayout`
+hands out is checked to lie inside the run (:meth:`RunLayout.within`), and outputs are
+deleted or moved aside only through it (:meth:`RunLayout.remove`, :meth:`RunLayout.move_aside`,
+:meth:`TrainStageLayout.remove`), which refuse anything outside. The check is on the path as
+written (``..`` resolved, links not followed): a symlink the user made inside the run, e.g.
+``videos -> /big/disk``, is theirs, and removing it removes the link, not its target.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 
 import attrs
+
+from temple_core.errors import TempleError
 
 #: ``(path under the run directory, what it holds)``, in the order a run writes them.
 ENTRIES: tuple[tuple[str, str], ...] = (
@@ -40,6 +50,33 @@ ENTRIES: tuple[tuple[str, str], ...] = (
 
 STALE = ".stale-"
 _UNSAFE = re.compile(r"[/\\\x00]")
+
+
+class OutsideRun(TempleError, ValueError):
+    """A path that would take a write, a move or a delete outside the run directory (a
+    ``ValueError`` too, like :func:`safe_component`'s refusals)."""
+
+    exit_code = 2
+
+
+def _normal(path) -> str:
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
+def _inside(base, path, strict: bool) -> bool:
+    """Whether ``path`` is ``base`` or below it (``strict``: below it), lexically."""
+    base, path = _normal(base), _normal(path)
+    if path == base:
+        return not strict
+    return path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not its target) or a folder tree; nothing there is fine."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def safe_component(name: str, what: str = "name") -> str:
@@ -83,7 +120,7 @@ class RunLayout:
         return self.root / "videos"
 
     def stage_dir(self, stage: str) -> Path:
-        return self.root / safe_component(stage, "stage")
+        return self.within(self.root / safe_component(stage, "stage"))
 
     # -- select --------------------------------------------------------------------------
     @property
@@ -100,7 +137,7 @@ class RunLayout:
 
     def thumbnail(self, video_id: str, frame: int) -> Path:
         """A keyframe's JPEG thumbnail (``select.thumbnails: true``)."""
-        return self.thumbs_dir / safe_component(video_id, "video id") / f"{int(frame)}.jpg"
+        return self.within(self.thumbs_dir / safe_component(video_id, "video id") / f"{int(frame)}.jpg")
 
     # -- generate ------------------------------------------------------------------------
     @property
@@ -116,7 +153,8 @@ class RunLayout:
         return self.generate_dir / "pairs.jsonl"
 
     def export(self, exporter: str, suffix: str = "jsonl") -> Path:
-        return self.generate_dir / "export" / f"{safe_component(exporter, 'exporter')}.{suffix}"
+        name = safe_component(f"{safe_component(exporter, 'exporter')}.{suffix}", "export file")
+        return self.within(self.generate_dir / "export" / name)
 
     # -- train ---------------------------------------------------------------------------
     @property
@@ -124,7 +162,8 @@ class RunLayout:
         return self.stage_dir("train")
 
     def train_stage(self, index: int, name: str) -> "TrainStageLayout":
-        return TrainStageLayout(self.train_dir / f"{int(index)}-{safe_component(name, 'train stage name')}")
+        folder = self.within(self.train_dir / f"{int(index)}-{safe_component(name, 'train stage name')}")
+        return TrainStageLayout(folder)
 
     def train_stages(self) -> list[Path]:
         """The current (not moved-aside) ``<k>-<name>`` folders of ``train/``, in stage order."""
@@ -162,29 +201,40 @@ class RunLayout:
         name = safe_component(checkpoint, "checkpoint name")
         if name.startswith("_"):
             raise ValueError(f"checkpoint name {name!r} must not start with '_' (eval/_data/ is temple's)")
-        return self.eval_dir / name
+        return self.within(self.eval_dir / name)
 
     def eval_result(self, checkpoint: str, evaluator: str) -> Path:
         return self.eval_checkpoint(checkpoint) / f"{safe_component(evaluator, 'evaluator label')}.json"
 
     def eval_data(self, evaluator: str) -> Path:
         """``eval/_data/<evaluator>/``: what an evaluator prepares once for every checkpoint."""
-        return self.eval_dir / "_data" / safe_component(evaluator, "evaluator label")
+        return self.within(self.eval_dir / "_data" / safe_component(evaluator, "evaluator label"))
 
-    # -- moving outdated outputs aside ---------------------------------------------------
-    def inside(self, path: Path) -> bool:
-        """Whether ``path`` lies inside the run directory (after resolving ``..`` and links)."""
-        root = self.root.resolve()
-        try:
-            Path(path).resolve().relative_to(root)
-        except ValueError:
-            return False
-        return True
+    # -- the guard: nothing outside the run ---------------------------------------------
+    def inside(self, path) -> bool:
+        """Whether ``path`` is the run directory or lies inside it (``..`` resolved, links
+        not followed: see the module doc)."""
+        return _inside(self.root, path, strict=False)
+
+    def within(self, path) -> Path:
+        """``path``, if it lies inside the run directory; :class:`OutsideRun` otherwise."""
+        if not self.inside(path):
+            raise OutsideRun(f"refusing {path}: not inside the run directory {self.root}")
+        return Path(path)
+
+    def _below(self, path, what: str) -> Path:
+        path = self.within(path)
+        if _normal(path) == _normal(self.root):
+            raise OutsideRun(f"refusing to {what} {path}: not inside the run directory {self.root} (it is the run directory itself)")
+        return path
+
+    def remove(self, path) -> None:
+        """Delete ``path`` (a file, a link or a folder) inside the run; nothing there is fine."""
+        _remove(self._below(path, "delete"))
 
     def move_aside(self, folder: Path) -> Path:
         """Rename an outdated ``folder`` to ``<name>.stale-<time>`` beside it (kept, never deleted)."""
-        if not self.inside(folder) or Path(folder).resolve() == self.root.resolve():
-            raise ValueError(f"refusing to move {folder}: not inside the run directory {self.root}")
+        folder = self._below(folder, "move")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = folder.with_name(f"{folder.name}{STALE}{stamp}")
         n = 1
@@ -210,6 +260,11 @@ class TrainStageLayout:
         return self.folder / "merged"
 
     @property
+    def merged_tmp(self) -> Path:
+        """Where ``merged/`` is written before it is renamed into place (always complete)."""
+        return self.folder / "merged.tmp"
+
+    @property
     def adapter(self) -> Path:
         return self.folder / "adapter"
 
@@ -228,6 +283,19 @@ class TrainStageLayout:
     @property
     def skipped(self) -> Path:
         return self.folder / "skipped.jsonl"
+
+    def remove(self, path) -> None:
+        """Delete ``path`` inside this stage's folder (checkpoints, a stale ``merged.tmp``);
+        anything else is refused (:class:`OutsideRun`)."""
+        if not _inside(self.folder, path, strict=True):
+            raise OutsideRun(f"refusing to delete {path}: not inside the training stage's folder {self.folder}")
+        _remove(Path(path))
+
+    def publish_merged(self, tmp: Path) -> Path:
+        """Put a completely written ``merged.tmp`` in place of ``merged/``."""
+        self.remove(self.merged)
+        Path(tmp).rename(self.merged)
+        return self.merged
 
 
 #: What a training stage's folder holds (docs/training.md shows it).

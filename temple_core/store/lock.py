@@ -11,10 +11,15 @@ The operating system releases a ``flock`` when its holder dies, however it dies,
 killed run never leaves the directory locked: the next run takes the lock over and says
 whose it was. (``flock`` is per machine: on a network file system shared by several hosts,
 run one launch per directory.)
+
+A read-only run directory is locked too (``flock`` needs no write access; the holder is not
+written), so that a run with nothing to do there succeeds; one with work to do fails at its
+first write, with one line (:class:`temple_core.errors.StorageError`).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -46,6 +51,7 @@ class RunLock:
         self.path = self.layout.lock
         self.log = log
         self._fd: int | None = None
+        self._writable = True
 
     def holder(self) -> dict | None:
         """Who holds (or last held) the lock, as it wrote itself into the file."""
@@ -63,7 +69,14 @@ class RunLock:
         if self._fd is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._writable = True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not self.path.is_file():
+                raise
+            fd = os.open(self.path, os.O_RDONLY)  # a read-only run directory: lock, write nothing
+            self._writable = False
         try:
             announced = False
             while True:
@@ -82,6 +95,9 @@ class RunLock:
                         announced = True
                     time.sleep(poll)
             previous = self.holder()
+            if not self._writable:
+                self._fd = fd
+                return self
             if previous and previous.get("pid") != os.getpid():
                 # A clean release empties the file: a holder still named there died holding it.
                 self.log(f"took over the lock of {self.layout.root} from {_describe(previous)}, which ended without releasing it")
@@ -103,7 +119,8 @@ class RunLock:
         if self._fd is None:
             return
         try:
-            os.ftruncate(self._fd, 0)
+            if self._writable:
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             os.close(self._fd)

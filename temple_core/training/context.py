@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from temple_core.store.jsonl import read_json
 from temple_core.store.layout import TrainStageLayout
 
 
@@ -69,14 +70,15 @@ class TrainStageContext:
     def last_checkpoint(self) -> str | None:
         """The newest *complete* ``checkpoint-<step>`` folder of an interrupted earlier attempt.
 
-        transformers writes ``trainer_state.json`` last, so a folder without it was cut off
-        mid-save and is passed over (``get_last_checkpoint`` would pick it and fail to resume).
+        transformers writes ``trainer_state.json`` last, so a folder without it -- or with it
+        cut short, by a full disk -- was cut off mid-save and is passed over
+        (``get_last_checkpoint`` would pick it and fail to resume).
         """
         if not self.checkpoint_dir.is_dir():
             return None
         steps = []
         for folder in self.checkpoint_dir.glob("checkpoint-*"):
             step = folder.name.rpartition("-")[2]
-            if step.isdigit() and (folder / "trainer_state.json").is_file():
+            if step.isdigit() and isinstance(read_json(folder / "trainer_state.json"), dict):
                 steps.append((int(step), folder))
         return str(max(steps)[1]) if steps else None

@@ -72,6 +72,11 @@ def _betas(instance, attribute, value):
         raise ValueError(f"must be two numbers in [0, 1), got {value}")
 
 
+def _steps(instance, attribute, value):
+    if value != -1 and value < 1:
+        raise ValueError(f"must be -1 (run the epochs) or a number of steps >= 1, got {value}")
+
+
 @attrs.define(kw_only=True, frozen=True)
 class TrainerOptions:
     """The options every trainer takes; ``dpo`` and ``sft`` add their own and set their defaults.
@@ -85,10 +90,10 @@ class TrainerOptions:
     batch_size: int = attrs.field(default=16, validator=_pos)
     #: Samples per process per forward; the accumulation makes up the global batch.
     per_device_batch_size: int = attrs.field(default=1, validator=_pos)
-    #: Epochs over the stage's data (SPEC §5).
-    epochs: float = attrs.field(default=1.0, validator=_pos)
+    #: Epochs over the stage's data (SPEC §5); at most 10,000.
+    epochs: float = attrs.field(default=1.0, validator=[_pos, attrs.validators.le(10_000)])
     #: Stop after this many optimizer steps (-1: run the epochs).
-    max_steps: int = -1
+    max_steps: int = attrs.field(default=-1, validator=_steps)
     #: Fraction of the steps spent warming the learning rate up, both trainers (SPEC §5; a number >= 1 is a step count).
     warmup_ratio: float = attrs.field(default=0.05, validator=_ge0)
     #: transformers learning-rate schedule name (SPEC §5: cosine).
@@ -99,8 +104,8 @@ class TrainerOptions:
     weight_decay: float = attrs.field(default=0.1, validator=_ge0)
     #: AdamW (beta1, beta2), ms-swift's default (SPEC §5).
     adam_betas: list[float] = attrs.field(factory=lambda: [0.9, 0.95], validator=_betas)
-    #: LoRA rank on all linear layers of the language model (SPEC §5).
-    lora_r: int = attrs.field(default=32, validator=_pos)
+    #: LoRA rank on all linear layers of the language model (SPEC §5); at most 4,096.
+    lora_r: int = attrs.field(default=32, validator=[_pos, attrs.validators.le(4096)])
     #: LoRA dropout.
     lora_dropout: float = attrs.field(default=0.05, validator=_ge0)
     #: Video input preset (SPEC §5): ``paper`` (2 fps, <= 100 frames, <= 90,000 px per frame,
@@ -130,8 +135,8 @@ class TrainerOptions:
     gradient_checkpointing: bool = True
     #: ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
     precision: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "fp32", "bf16", "fp16")))
-    #: DataLoader worker processes (videos are decoded in the collator).
-    num_workers: int = attrs.field(default=0, validator=_ge0)
+    #: DataLoader worker processes (videos are decoded in the collator); at most 128.
+    num_workers: int = attrs.field(default=0, validator=[_ge0, attrs.validators.le(128)])
 
     def __attrs_post_init__(self):
         preset = VIDEO_PRESETS[self.video]

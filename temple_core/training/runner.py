@@ -1,7 +1,8 @@
 """What every HF-Trainer-based stage does around ``trainer.train()``: callbacks, resume, merge.
 
 * resume: an earlier attempt's newest complete checkpoint is passed as
-  ``resume_from_checkpoint`` (model/adapter, optimizer, scheduler, RNG and data position);
+  ``resume_from_checkpoint`` (model/adapter, optimizer, scheduler, RNG and data position),
+  and TRL's running token count (``num_tokens``) continues from it;
 * after training: the adapter is saved (``adapter/``), merged into the weights and the
   merged model written by the backend (``merged/``) so that the backend's ``path:`` loads it;
 * checkpoints are deleted once the merged model is safely on disk (unless kept).
@@ -10,11 +11,12 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
+from temple_core.store import read_json
 from temple_core.training.metrics import CompactProgressCallback, MetricsFileCallback
 
 
@@ -64,10 +66,25 @@ def merge_saved_adapter(tctx, out_dir) -> None:
     backend.merge_and_save(model, out_dir)
 
 
+def restore_token_count(trainer, checkpoint) -> None:
+    """TRL 1.16's DPOTrainer and SFTTrainer count the tokens seen (logged as ``num_tokens``) in
+    ``_total_train_tokens``, set to 0 when the trainer is built and not part of a checkpoint:
+    a resumed stage would count again from 0. The checkpoint's ``trainer_state.json`` holds
+    the count at its last logged step (``logging_steps: 1``); the count continues from it."""
+    if not hasattr(trainer, "_total_train_tokens"):
+        return
+    state = read_json(Path(checkpoint) / "trainer_state.json") or {}
+    counts = [entry["num_tokens"] for entry in state.get("log_history", []) if "num_tokens" in entry]
+    if counts:
+        trainer._total_train_tokens = int(counts[-1])
+
+
 def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, Any]:
     """Train (resuming when a checkpoint exists), save the adapter, merge, save the merged model."""
     _use_compact_progress(trainer, tctx)
     resume = tctx.last_checkpoint()
+    if resume:
+        restore_token_count(trainer, resume)
     if resume and tctx.is_main:
         print(f"[train] {tctx.name}: resuming from {resume}")
     began = time.time()
@@ -78,17 +95,17 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
     trainer.save_model(str(tctx.adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if tctx.is_main:
-        tmp = tctx.merged_dir.with_name("merged.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        layout = tctx.layout
+        tmp = layout.merged_tmp
+        layout.remove(tmp)  # a merge cut off by a crash
         if trainer.is_fsdp_enabled:
             # Sharded parameters cannot be merged in place: rebuild from the gathered adapter.
             merge_saved_adapter(tctx, tmp)
         else:
             tctx.backend.merge_and_save(trainer.accelerator.unwrap_model(trainer.model), tmp)
-        shutil.rmtree(tctx.merged_dir, ignore_errors=True)
-        tmp.rename(tctx.merged_dir)  # a merged/ folder is always complete
+        layout.publish_merged(tmp)  # a merged/ folder is always complete
         if not keep_checkpoints:
-            shutil.rmtree(tctx.checkpoint_dir, ignore_errors=True)
+            layout.remove(layout.checkpoints)
     trainer.accelerator.wait_for_everyone()
     metrics = dict(output.metrics)
     return {

@@ -13,7 +13,9 @@ from the start, which is always right, only slower.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,6 +28,22 @@ from temple_core.video.decoding import Converter, decode_frames, gray_range_of, 
 
 # Decoding forward is cheaper than a seek (which restarts at a keyframe) for short gaps.
 _SEEK_GAP_FRAMES = 48
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path`` is not a readable regular file, in words (for its error record)."""
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop, not a video file"
+            return f"a symbolic link to a missing file ({os.readlink(path)})"
+    if path.is_dir():
+        return "a directory, not a video file"
+    if os.path.lexists(path):
+        return "not a regular file (a FIFO, socket or device), not read"
+    return "no such file"
 
 
 class VideoSource:
@@ -47,7 +65,7 @@ class VideoSource:
         self.path = Path(path)
         self.decode_worker = decode_worker
         if not self.path.is_file():
-            raise VideoError(f"{self.path}: no such file")
+            raise VideoError(f"{self.path}: {not_a_file(self.path)}")
         if self.path.stat().st_size == 0:
             raise VideoError(f"{self.path}: empty file (0 bytes)")
         try:

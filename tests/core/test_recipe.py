@@ -17,6 +17,7 @@ from temple_core.recipe import recipe_from_data
 VALID = {
     "run_dir": "runs/test",
     "seed": 3,
+    "select": {},  # generate reads select's output: without the section it must exist already
     "generate": {
         "captioner": {"name": "heuristic"},
         "perturbations": [{"name": "drop"}, {"name": "shuffle", "variant": "paper"}, {"name": "swap-halves"}],

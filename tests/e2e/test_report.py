@@ -37,7 +37,7 @@ def test_report_lists_the_funnel_and_keyframes(select_run):
 
 
 def test_report_of_nothing_is_a_clear_error(tmp_path, capsys):
-    assert main(["report", str(tmp_path)]) == 1
+    assert main(["report", str(tmp_path)]) == 2  # bad input, like a bad recipe
     assert "nothing to report" in capsys.readouterr().err
 
 

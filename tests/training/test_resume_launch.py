@@ -82,6 +82,9 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path, videos):
     whole_metrics = read_jsonl(tmp_path / "whole" / "train" / "0-dpo" / "metrics.jsonl")
     cut_metrics = read_jsonl(stage_dir / "metrics.jsonl")
     assert [m["loss"] for m in cut_metrics] == pytest.approx([m["loss"] for m in whole_metrics], abs=1e-6)
+    # TRL's running token count continues from the checkpoint instead of restarting at 0.
+    assert [m["num_tokens"] for m in cut_metrics] == [m["num_tokens"] for m in whole_metrics]
+    assert cut_metrics[-1]["num_tokens"] > cut_metrics[2]["num_tokens"] > cut_metrics[1]["num_tokens"] > 0
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, videos):
