@@ -36,6 +36,7 @@ from temple_core.contracts import Evaluator
 from temple_core.errors import RecipeError, TempleError
 from temple_core.evaluation import EvalResult, EvaluatorOptions
 from temple_core.hookspecs import hookimpl
+from temple_core.store.files import write_text_atomic
 
 #: lmms-eval's own models that take Qwen-style frame arguments.
 QWEN_NATIVE = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
@@ -147,9 +148,7 @@ class LmmsEval(Evaluator):
                                   f"{'' if found else 'without results '}(log: {log}):\n{tail}")
             data = json.loads(found[-1].read_text())
             data["temple_samples"] = [str(p) for p in sorted(found[-1].parent.glob(f"{found[-1].name.split('_results')[0]}_samples_*.jsonl"))]
-            tmp = results.with_name(".results.json.tmp")
-            tmp.write_text(json.dumps(data, indent=2, default=str))
-            tmp.replace(results)
+            write_text_atomic(results, json.dumps(data, indent=2, default=str))
         data = json.loads(results.read_text())
         done = request.items.done_keys()
         for path in data.get("temple_samples", []):

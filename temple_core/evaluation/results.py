@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from temple_core.store.files import write_text_atomic
 from temple_core.store.layout import STALE, RunLayout
 
 
@@ -38,11 +39,8 @@ class EvalResult:
 
 
 def write_result(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` all at once (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    """Replace ``path`` all at once (temporary file, made durable, then renamed)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 def read_result(path: Path) -> dict[str, Any] | None:

@@ -189,9 +189,7 @@ def _heldout_events(out_dir: Path) -> list[Path]:
                 events.append({"start": round(at / EVENT_FPS, 3), "end": round((at + n) / EVENT_FPS, 3), "description": _scene_words(scene)})
                 at += n
             data = {"events": events, "description": ". Then ".join(e["description"] for e in events) + "."}
-            tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-            tmp.write_text(json.dumps(data, indent=2))
-            tmp.replace(sidecar)
+            write_text_atomic(sidecar, json.dumps(data, indent=2))
         paths.append(path)
     return paths
 

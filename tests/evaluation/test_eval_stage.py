@@ -78,7 +78,7 @@ def _data(tmp_path, **eval_section):
     ({"checkpoints": ["base", "base"], "evaluators": ["temporal_order"]}, "eval.checkpoints[1]", "listed twice"),
     ({"checkpoints": ["base"], "evaluators": ["temporal_order", "temporal_order"]}, "eval.evaluators[1]", "give it a label"),
     ({"checkpoints": ["base"], "evaluators": [{"name": "multiple_choice"}]}, "eval.evaluators[0]", "file"),
-    ({"checkpoints": ["base"], "evaluators": ["temporal_ordr"]}, "eval.evaluators[0].name", "did you mean 'temporal_order'"),
+    ({"checkpoints": ["base"], "evaluators": ["temporal_ordr"]}, "eval.evaluators[0]", "did you mean 'temporal_order'"),
     ({"checkpoints": ["base"], "evaluators": ["temporal_order"], "frames": {"max_frames": 0}}, "eval.frames.max_frames", ">= 1"),
 ])
 def test_recipe_errors_name_their_key(tmp_path, section, path, message):
