@@ -237,13 +237,15 @@ def test_preference_batch_vision_reuse_and_lora(saved, videos):
     both = concatenated(batch, b.processor.pad_token_id)
     with torch.no_grad():
         features = b.vision_features(model, shared)
-        assert len(features["deepstack_features"]) == len(cfg.vision_config.deepstack_visual_indexes)
+        # One entry per video: (embeddings, one deepstack feature per deepstack layer).
+        assert len(features) == int(shared["video_grid_thw"].shape[0])
+        assert all(len(deepstack) == len(cfg.vision_config.deepstack_visual_indexes) for _, deepstack in features)
         for rows, repeat in ((chosen, 1), (both, 2)):  # chosen rows; [chosen; rejected] as DPO runs them
             raw = model(**rows, **b.model_inputs(shared, repeat=repeat)).logits
             reused = model(**rows, **b.model_inputs(shared, vision_features=features, repeat=repeat)).logits
             torch.testing.assert_close(raw, reused, atol=1e-5, rtol=1e-5)
         # Without the deepstack features the logits differ: carrying them is not a no-op.
-        crippled = dict(features, deepstack_features=[tuple(torch.zeros_like(f) for f in layer) for layer in features["deepstack_features"]])
+        crippled = tuple((pooled, tuple(torch.zeros_like(f) for f in deepstack)) for pooled, deepstack in features)
         assert not torch.allclose(model(**chosen, **b.model_inputs(shared, vision_features=crippled)).logits,
                                   model(**chosen, **b.model_inputs(shared)).logits, atol=1e-4)
 

@@ -186,7 +186,9 @@ def test_other_backend_families_train_with_the_same_trainers(tmp_path, family):
     counter.handle.remove()
     assert reused == pytest.approx(repeated, abs=1e-5)
     if family != "internvl2_5":  # Qwen towers take one grid row per video: count videos
-        assert passes == (2, 8)  # 2 pairs: once each, or chosen + rejected for policy + reference
+        # 2 pairs: once each; or, for policy and reference, chosen and rejected as two rows --
+        # or as one packed row when prefix sharing is on (the default where the backend has it).
+        assert passes == (2, 2 * 2 * (1 if trainer.prefix_sharing else 2))
 
     backend = build_backend(family, preset="tiny-random")
     train_dpo(DPO.Options(**small), stage_context(backend, pairs, tmp_path / "dpo"))
