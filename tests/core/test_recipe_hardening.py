@@ -82,7 +82,7 @@ def test_the_base_recipe_is_valid(tmp_path, capsys):
         ("epochs: 1.0", "num_workers: 100000", "train.stages[0].num_workers", ["<="]),
         ("perturbations: [{name: drop}, {name: shuffle}, {name: reverse}]", "perturbations: []",
          "generate.perturbations", ["at least one"]),
-        ("difficulties: [16, 8, 4, 2]", "difficulties: [16, 8, 4, 2]\n  prompts: []", "generate.prompts", ["empty"]),
+        ("difficulties: [16, 8, 4, 2]", "difficulties: [16, 8, 4, 2]\n  prompts: []", "generate.prompts", ["at least one prompt"]),
         ("encoder: {name: colorhist}", "encoder: {name: colorhist}\n  keyframes_per_segment: 100000000",
          "select.keyframes_per_segment", ["<="]),
         ("backend: {name: qwen2_vl, preset: tiny-random}",
