@@ -66,9 +66,9 @@ def test_stage_writes_captions_and_filtered_pairs(selected, tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_pairs(selected, tmp_path):
     run_dir, records = selected
-    full = _recipe(tmp_path / "full")
     (tmp_path / "full" / "select").mkdir(parents=True)
     (tmp_path / "full" / "select" / "videos.jsonl").write_bytes((run_dir / "select" / "videos.jsonl").read_bytes())
+    full = _recipe(tmp_path / "full")
     run_stages(full, get_plugin_manager(), stages=["generate"], progress=False, log=lambda *_: None)
     expected = read_jsonl(tmp_path / "full" / "generate" / "pairs.jsonl")
 
@@ -114,8 +114,14 @@ def test_sharded_processes_write_the_same_pairs(selected, tmp_path):
 
 
 def test_missing_selection_is_a_clear_error(tmp_path):
+    # Refused when the recipe is read...
+    with pytest.raises(TempleError, match="select/videos.jsonl, which does not exist: add a select section"):
+        _recipe(tmp_path / "empty")
+    # ... and, should the file go away between reading and running, when the stage starts.
+    recipe = recipe_from_data({"run_dir": str(tmp_path / "empty"), "generate": {"captioner": {"name": "heuristic"}}},
+                              plugins=get_plugin_manager(), check_files=False)
     with pytest.raises(TempleError, match="run the select stage first"):
-        run_stages(_recipe(tmp_path / "empty"), get_plugin_manager(), stages=["generate"], progress=False, log=lambda *_: None)
+        run_stages(recipe, get_plugin_manager(), stages=["generate"], progress=False, log=lambda *_: None)
 
 
 def test_recipe_prompts_and_filters_apply(selected, tmp_path):
