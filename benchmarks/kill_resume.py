@@ -83,7 +83,11 @@ def running_unit(run_dir: Path) -> str:
     if (run_dir / "train").is_dir():
         merging = [p for p in (run_dir / "train").glob("*/merged.tmp")]
         if merging:
-            return f"{merging[0].parent.name} (merging)"
+            return f"train/{merging[0].parent.name} (merging: merged.tmp being written)"
+        for unit in started:
+            folder = run_dir / unit
+            if unit.startswith("train/") and (folder / "merged").is_dir():
+                return f"{unit} (merged, checkpoints or ledger record not yet done)"
     if started:
         return started[-1]
     return "(after the last stage)" if states else "(before the first stage)"
