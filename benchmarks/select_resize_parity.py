@@ -23,6 +23,7 @@ import subprocess
 
 import av
 import numpy as np
+from boundaries import f1  # benchmarks/boundaries.py (the script's folder is on sys.path)
 
 from temple_core.video.source import VideoSource
 from temple_plugins.shot_detectors.transnetv2 import load_model, predict, scenes_from
@@ -58,21 +59,6 @@ def ffmpeg_like(path: str, limit: int) -> np.ndarray:
             if len(frames) >= limit:
                 break
     return np.stack(frames[:limit])
-
-
-def f1(a, b, tolerance=1):
-    matched, used = 0, set()
-    for x in a:
-        for k, y in enumerate(b):
-            if k not in used and abs(x - y) <= tolerance:
-                matched += 1
-                used.add(k)
-                break
-    if not a and not b:
-        return 1.0
-    p = matched / len(a) if a else 0
-    r = matched / len(b) if b else 0
-    return 0.0 if not matched else 2 * p * r / (p + r)
 
 
 def main() -> None:

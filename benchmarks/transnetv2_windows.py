@@ -31,21 +31,7 @@ import statistics
 import time
 
 import numpy as np
-
-
-def f1(a, b, tolerance=1):
-    matched, used = 0, set()
-    for x in a:
-        for k, y in enumerate(b):
-            if k not in used and abs(x - y) <= tolerance:
-                matched += 1
-                used.add(k)
-                break
-    if not a and not b:
-        return 1.0
-    p = matched / len(a) if a else 0.0
-    r = matched / len(b) if b else 0.0
-    return 0.0 if not matched else 2 * p * r / (p + r)
+from boundaries import f1  # benchmarks/boundaries.py (the script's folder is on sys.path)
 
 
 def boundaries(probabilities, threshold=0.5):

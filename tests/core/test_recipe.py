@@ -13,6 +13,7 @@ from temple_core.cli import main
 from temple_core.errors import RecipeError
 from temple_core.plugins import get_plugin_manager
 from temple_core.recipe import recipe_from_data
+from testkit.fuzz import key_paths
 
 VALID = {
     "run_dir": "runs/test",
@@ -120,21 +121,11 @@ values = st.recursive(
 )
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, prefix + (i,))
-
-
 @st.composite
 def mutations(draw):
     data = copy.deepcopy(VALID)
     for _ in range(draw(st.integers(1, 3))):
-        paths = [p for p in _paths(data) if p]
+        paths = [p for p in key_paths(data) if p]
         target = draw(st.sampled_from(paths))
         parent = data
         for key in target[:-1]:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 from pathlib import Path
@@ -30,23 +29,12 @@ from temple_core.records import VideoRecord
 from temple_core.stages.runner import run_stages
 from temple_core.store import read_jsonl
 from temple_plugins.caption_generators.contextual import Contextual
+from testkit.references import smart_resize
 from testkit.backends import write_video
 from testkit.generation import selected_run
 from testkit.training import build_backend
 
 TOKENS = 4  # a random model never stops: keep every answer short
-
-
-def reference_smart_resize(h, w, factor, min_pixels, max_pixels):
-    """Qwen2-VL's smart_resize, as published."""
-    hb, wb = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
-    if hb * wb > max_pixels:
-        beta = math.sqrt(h * w / max_pixels)
-        hb, wb = max(factor, math.floor(h / beta / factor) * factor), max(factor, math.floor(w / beta / factor) * factor)
-    elif hb * wb < min_pixels:
-        beta = math.sqrt(min_pixels / (h * w))
-        hb, wb = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
-    return hb, wb
 
 
 def two_clip_video(tmp_path: Path, width: int = 400, height: int = 300) -> VideoRecord:
@@ -94,7 +82,7 @@ def test_qwen_model_receives_each_clip_as_one_two_frame_video(tmp_path, family):
     forwards = model_inputs_during(backend, lambda: caption(Contextual(Contextual.Options(clip_max_new_tokens=TOKENS)), video, backend))
     # One batched prefill for the two clip requests: clip 0 alone (1 video), then clip 0 + clip 1 (2 videos).
     clips = forwards[0]
-    h, w = reference_smart_resize(300, 400, 28, 3136, 401408)  # the clip bound, not the backend's 90,000
+    h, w = smart_resize(300, 400, 28, 3136, 401408)  # the clip bound, not the backend's 90,000
     assert h * w > 90000
     assert clips.get("pixel_values") is None and clips.get("image_grid_thw") is None
     assert clips["video_grid_thw"].tolist() == [[1, h // 14, w // 14]] * 3  # t = 1: a 2-frame video is one temporal patch group

@@ -121,14 +121,15 @@ values = st.one_of(plausible, st.recursive(
 ))
 
 
-def _paths(node, prefix=()):
+def key_paths(node, prefix=()):
+    """Every path (tuple of keys and list indexes) into a parsed recipe, the root first."""
     yield prefix
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _paths(value, prefix + (key,))
+            yield from key_paths(value, prefix + (key,))
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _paths(value, prefix + (i,))
+            yield from key_paths(value, prefix + (i,))
 
 
 def _node(data, path):
@@ -157,7 +158,7 @@ def data_mutations(draw, base: dict[str, Any]) -> tuple[dict[str, Any], list[str
             parent[key] = draw(values)
             done.append(f"set {'.'.join(map(str, section + (key,)))} = {parent[key]!r}")
             continue
-        paths = [p for p in _paths(data) if p]
+        paths = [p for p in key_paths(data) if p]
         if not paths:
             break
         target = draw(st.sampled_from(paths))

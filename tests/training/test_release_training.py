@@ -24,6 +24,7 @@ from temple_core.training.video_dpo import build_dpo_trainer
 from temple_core.training.video_sft import build_sft_trainer, train_sft
 from temple_plugins.trainers.dpo import DPO
 from temple_plugins.trainers.sft import SFT
+from testkit.references import smart_resize
 from testkit.backends import write_video as write_sized_video
 from testkit.training import build_backend, easy_pairs, stage_context, state_dict_of, write_videos
 
@@ -48,18 +49,6 @@ def release_lr(step: int, total: int, base: float, warmup_ratio: float = 0.05) -
 def decays(name: str) -> bool:
     """Weight decay applies to every trained weight but biases and normalisation weights."""
     return "bias" not in name and "norm" not in name.lower()
-
-
-def reference_smart_resize(h, w, factor, min_pixels, max_pixels):
-    """Qwen2-VL's smart_resize, as published (qwen-vl-utils)."""
-    hb, wb = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
-    if hb * wb > max_pixels:
-        beta = math.sqrt(h * w / max_pixels)
-        hb, wb = max(factor, math.floor(h / beta / factor) * factor), max(factor, math.floor(w / beta / factor) * factor)
-    elif hb * wb < min_pixels:
-        beta = math.sqrt(min_pixels / (h * w))
-        hb, wb = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
-    return hb, wb
 
 
 #: Where each built-in family keeps its vision tower and its projector (the part SFT's LoRA leaves alone).
@@ -212,7 +201,7 @@ def test_preset_video_input_reaches_the_model(tmp_path, preset, extra):
     if options.total_pixels is not None:
         cap = max(min(cap, options.total_pixels / frames * 2), int(options.min_pixels * 1.05))
     low = options.min_pixels or backend.options.min_pixels
-    rh, rw = reference_smart_resize(240, 320, 28, low, cap)
+    rh, rw = smart_resize(240, 320, 28, low, cap)
     (visual,) = encoded["visuals"]
     assert visual["grid"] == [math.ceil(frames / 2), rh // 14, rw // 14]
     if extra:
