@@ -1,7 +1,6 @@
 """Qwen2-VL, Qwen2.5-VL and MiMo-VL backends on real (tiny, random) transformers models."""
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from temple_core.errors import ModelError, SkipSample
 from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
 from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
 from testkit.backends import conversations
+from testkit.references import smart_resize
 
 FAMILIES = {"qwen2_vl": Qwen2VLBackend, "qwen2_5_vl": Qwen2_5VLBackend, "mimo_vl": MiMoVLBackend}
 
@@ -33,18 +33,6 @@ def saved(request, tmp_path_factory):
 
 
 # -- video tensors ------------------------------------------------------------------------------
-def reference_smart_resize(h, w, factor, min_pixels, max_pixels):
-    """Qwen's published rounding rule, written out again."""
-    hb, wb = round(h / factor) * factor, round(w / factor) * factor
-    if hb * wb > max_pixels:
-        beta = math.sqrt(h * w / max_pixels)
-        hb, wb = max(factor, math.floor(h / beta / factor) * factor), max(factor, math.floor(w / beta / factor) * factor)
-    elif hb * wb < min_pixels:
-        beta = math.sqrt(min_pixels / (h * w))
-        hb, wb = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
-    return hb, wb
-
-
 def reference_patches(frames, p, m, tps):
     """Loop-based flattening: rows in merge-window order, each row C x tps x p x p."""
     x = (frames.astype(np.float64) / 255.0 - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)  # T,H,W,C
@@ -77,7 +65,7 @@ def test_patch_layout_matches_a_loop_reference(frames, size):
 def test_resize_target_follows_smart_resize_and_max_pixels(h, w, max_pixels):
     video = np.zeros((3, h, w, 3), np.uint8)
     _, grid = qwen_patchify(video, patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=784, max_pixels=max_pixels)
-    rh, rw = reference_smart_resize(h, w, 28, 784, max_pixels)
+    rh, rw = smart_resize(h, w, 28, 784, max_pixels)
     assert grid == [2, rh // 14, rw // 14]
     assert rh * rw <= max(max_pixels, 28 * 28)
 
@@ -100,7 +88,7 @@ def test_resize_is_bit_identical_to_the_transformers_video_processor():
     reference = np.load(REFERENCE)
     for seed, frames, h, w, max_pixels in CASES:
         expected = reference[f"case{seed}"]
-        rh, rw = reference_smart_resize(h, w, 28, 784, max_pixels)
+        rh, rw = smart_resize(h, w, 28, 784, max_pixels)
         assert expected.shape == (frames, 3, rh, rw)
         ours = resize_uint8(case_input(seed, frames, h, w), rh, rw)
         assert torch.equal(ours, torch.from_numpy(expected).float()), f"case {seed}: {(ours - torch.from_numpy(expected).float()).abs().max()}"
@@ -271,7 +259,7 @@ def test_backend_video_tensors_odd_sizes_and_limits(name, saved, tmp_path):
     b = backend(name, preset="tiny-random", max_pixels=4000, fps=2.0)
     frames = np.random.default_rng(7).integers(0, 256, (5, 37, 101, 3), dtype=np.uint8)
     vis = b.visual_inputs({"type": "video", "frames": list(frames)})
-    rh, rw = reference_smart_resize(37, 101, 28, 784, 4000)
+    rh, rw = smart_resize(37, 101, 28, 784, 4000)
     assert vis["grid"] == [3, rh // 14, rw // 14]
     assert vis["tokens"] == 3 * rh * rw // 14 // 14 // 4
     assert tuple(vis["pixels"].shape) == (3 * (rh // 14) * (rw // 14), 3 * 2 * 14 * 14)
