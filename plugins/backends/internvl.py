@@ -246,6 +246,20 @@ class InternVLBackend(AnswerAfterThinking, HFChatBackend):
         # Images and video frames share pixel_values and the tower: one pass covers them all.
         return bool(visuals)
 
+    def collate_preference(self, encoded):
+        batch = super().collate_preference(encoded)
+        # Rows of pixel_values per pair (frames, or tiles), to split the tower's output per video.
+        batch["pixel_rows"] = torch.tensor([sum(len(v["pixels"]) for v in e["visuals"]) for e in encoded])
+        return batch
+
+    def select_videos(self, shared, indices):
+        ends = shared["pixel_rows"].cumsum(0).tolist()
+        starts = [0] + ends[:-1]
+        return {
+            "pixel_values": torch.cat([shared["pixel_values"][starts[i] : ends[i]] for i in indices]),
+            "pixel_rows": shared["pixel_rows"][list(indices)],
+        }
+
     def vision_features(self, model, shared):
         inner = self.inner_model(model)
         cfg = inner.config
@@ -253,7 +267,8 @@ class InternVLBackend(AnswerAfterThinking, HFChatBackend):
             shared["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
             vision_feature_select_strategy=cfg.vision_feature_select_strategy, return_dict=True,
         )
-        return out.pooler_output
+        rows = shared["pixel_rows"].tolist() if "pixel_rows" in shared else [len(out.pooler_output)]
+        return tuple(out.pooler_output.split(rows))  # one (frames, tokens, hidden) tensor per video
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -261,7 +276,8 @@ class InternVLBackend(AnswerAfterThinking, HFChatBackend):
         if vision_features is None:
             return {"pixel_values": shared["pixel_values"].repeat(repeat, 1, 1, 1)}
         # transformers' precomputed-encoder path: scattered into the <IMG_CONTEXT> positions.
-        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=vision_features.repeat(repeat, 1, 1))}}
+        features = torch.cat(tuple(vision_features)).repeat(repeat, 1, 1)
+        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
 
     # -- surgery ----------------------------------------------------------------------------
     def projector_module_name(self) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
 from temple_core.models.hf import AnswerAfterThinking, options_class
-from temple_core.models.vision_tokens import qwen_patchify, sample_video
+from temple_core.models.vision_tokens import frame_pixel_cap, qwen_patchify, sample_video
 from temple_plugins.backends.qwen_vl import SPECIAL_TOKENS, QwenVLBackend, tiny_token_ids
 
 #: Qwen3-VL's defaults (transformers' Qwen3VLVideoProcessor, Qwen3-VL checkpoints' preprocessor configs).
@@ -158,12 +158,16 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
         return self._norms[kind]
 
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
         """One content item -> ``{"kind", "pixels", "grid", "tokens", "timestamps"}`` (timestamps:
-        seconds of each temporal patch, videos only)."""
+        seconds of each temporal patch, videos only). An item's own ``max_pixels`` /
+        ``min_pixels`` win (the captioner's clips); ``total_pixels`` caps a video's frames by
+        qwen-vl-utils' rule (:func:`temple_core.models.vision_tokens.frame_pixel_cap`)."""
         vc = self._vision_cfg()
         p, m, tps = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
-        min_px, max_px = min_pixels or self.options.min_pixels, max_pixels or self.options.max_pixels
+        min_px = item.get("min_pixels") or min_pixels or self.options.min_pixels
+        max_px = item.get("max_pixels") or max_pixels or self.options.max_pixels
         if item["type"] == "image":
             image = np.asarray(item["image"])[None]
             mean, std = self._norm("image")
@@ -173,6 +177,7 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
             return {"kind": "image", "pixels": pixels, "grid": grid, "tokens": grid[0] * grid[1] * grid[2] // m**2, "timestamps": None}
         video = sample_video(item, fps or self.options.fps, max_frames or self.options.max_frames)
         frames, times = video.frames, list(video.timestamps)
+        max_px = frame_pixel_cap(max_px, min_px, total_pixels, len(frames), tps)
         if pad := -len(frames) % tps:
             # The processor pads the last temporal patch with the last frame (and its time);
             # padding first lets a single frame through the clip resize, which needs one full patch.
@@ -194,10 +199,13 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
 
     # -- training ---------------------------------------------------------------------------
     def vision_features(self, model, shared):
-        """Per-video embeddings and their deepstack features (one tuple per deepstack layer),
-        from the model's own ``get_video_features``."""
+        """One entry per video, as the backend contract asks: ``(embeddings, deepstack features
+        (one per deepstack layer))``, from the model's own ``get_video_features``."""
+        self._videos_only(shared)
         out = self.inner_model(model).get_video_features(shared["pixel_values_videos"], shared["video_grid_thw"], return_dict=True)
-        return {"pooler_output": tuple(out.pooler_output), "deepstack_features": [tuple(layer) for layer in out.deepstack_features]}
+        pooled = tuple(out.pooler_output)
+        layers = [tuple(layer) for layer in out.deepstack_features]
+        return tuple((pooled[i], tuple(layer[i] for layer in layers)) for i in range(len(pooled)))
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         if vision_features is None:
@@ -205,9 +213,11 @@ class Qwen3VLBackend(AnswerAfterThinking, QwenVLBackend):
         from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
         # Rows [chosen; rejected]: each video's features (and deepstack features) once per row.
+        videos = tuple(vision_features)
+        pooled = tuple(video[0] for video in videos)
+        layers = [tuple(video[1][j] for video in videos) for j in range(len(videos[0][1]))] if videos else []
         features = BaseModelOutputWithDeepstackFeatures(
-            pooler_output=vision_features["pooler_output"] * repeat,
-            deepstack_features=[layer * repeat for layer in vision_features["deepstack_features"]],
+            pooler_output=pooled * repeat, deepstack_features=[layer * repeat for layer in layers],
         )
         return {"video_grid_thw": shared["video_grid_thw"].repeat(repeat, 1), "mm_encoder_outputs": {"video": features}}
 

@@ -125,9 +125,45 @@ class QwenVLBackend(HFChatBackend):
     def vision_features(self, model, shared):
         """Per-video vision embeddings (a tuple, one tensor per video), from the model's own
         ``get_video_features`` so they are exactly what its forward would compute."""
+        self._videos_only(shared)
         inner = self.inner_model(model)
         out = inner.get_video_features(shared["pixel_values_videos"], shared["video_grid_thw"], return_dict=True)
         return tuple(out.pooler_output)
+
+    @staticmethod
+    def _videos_only(shared):
+        if "pixel_values" in shared or "image_grid_thw" in shared:
+            from temple_core.errors import ModelError
+
+            raise ModelError("qwen-vl: per-pair vision features are computed for video pairs only (this batch has images)")
+
+    def select_videos(self, shared, indices):
+        self._videos_only(shared)
+        grid = shared["video_grid_thw"]
+        ends = grid.prod(-1).cumsum(0).tolist()  # rows of pixel_values_videos per video: t * h * w patches
+        starts = [0] + ends[:-1]
+        out = {
+            "pixel_values_videos": torch.cat([shared["pixel_values_videos"][starts[i] : ends[i]] for i in indices]),
+            "video_grid_thw": grid[list(indices)],
+        }
+        if "second_per_grid_ts" in shared:
+            out["second_per_grid_ts"] = shared["second_per_grid_ts"][list(indices)]
+        return out
+
+    def position_ids(self, model, input_ids, attention_mask, extras, shared, repeat=1):
+        """The model's own 3-D M-RoPE positions (``get_rope_index``, as its forward calls it):
+        video tokens get (time, height, width) positions, text continues from their maximum."""
+        grids: dict[str, Any] = {}
+        if "video_grid_thw" in shared:
+            grids["video_grid_thw"] = shared["video_grid_thw"].repeat(repeat, 1)
+        if "image_grid_thw" in shared:
+            grids["image_grid_thw"] = shared["image_grid_thw"].repeat(repeat, 1)
+        if self.has_second_per_grid and "second_per_grid_ts" in shared:
+            grids["second_per_grid_ts"] = shared["second_per_grid_ts"].repeat(repeat)
+        positions, _ = self.inner_model(model).get_rope_index(
+            input_ids, mm_token_type_ids=extras["mm_token_type_ids"], attention_mask=attention_mask, **grids
+        )
+        return positions
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         from transformers.modeling_outputs import BaseModelOutputWithPooling

@@ -31,6 +31,13 @@ with 0. The shared keys never go to the model directly: :meth:`Backend.model_inp
 them into model keyword arguments (raw visual tensors, or precomputed vision features
 from :meth:`Backend.vision_features` -- the frozen tower's output is identical for chosen
 and rejected, policy and reference, so trainers compute it once per pair).
+
+Prefix sharing (``supports_prefix_sharing``): a trainer may run a pair as one packed sequence
+``[prompt; chosen answer; rejected answer]`` whose answers attend to the prompt and to
+themselves only (a prepared 4D attention mask) and continue the prompt's positions. What it
+needs from the backend is the model's own position ids of text rows (:meth:`Backend.position_ids`:
+3-D M-RoPE positions for the Qwen families, 1-D elsewhere) and a model whose attention takes a
+prepared 4D mask (:meth:`Backend.prefix_sharing_unsupported` says when it does not).
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ class Backend:
     """
 
     family: str = ""
+    #: The backend's models can run prefix-shared pairs (see the module doc): it implements
+    #: :meth:`position_ids` and its models take a prepared 4D attention mask.
+    supports_prefix_sharing: bool = False
 
     #: What every backend provides (checked when a plugin registers one; see temple_core.contracts).
     required = (
@@ -196,9 +206,11 @@ class Backend:
         raise NotImplementedError
 
     @abstractmethod
-    def vision_features(self, model, shared: dict[str, Any]):
+    def vision_features(self, model, shared: dict[str, Any]) -> tuple:
         """The vision tower + projector output for the shared visual tensors of a
-        preference batch (call under ``torch.no_grad`` when the tower is frozen)."""
+        preference batch, one tensor per video (pair), in order (call under ``torch.no_grad``
+        when the tower is frozen). :meth:`model_inputs` takes such a tuple, so features of
+        several batches can be picked and put together per pair."""
         raise NotImplementedError
 
     @abstractmethod
@@ -207,6 +219,25 @@ class Backend:
         shared batch's rows repeated ``repeat`` times (``[chosen; rejected]``: 2). With
         ``vision_features`` the model skips its vision tower and uses them; the logits are
         the same as with the raw tensors."""
+        raise NotImplementedError
+
+    def select_videos(self, shared: dict[str, Any], indices: list[int]) -> dict[str, Any]:
+        """The shared visual tensors of the pairs ``indices`` only (one video per pair), in that
+        order: the same keys as ``shared``, as :meth:`collate_preference` would have built them
+        for those pairs alone."""
+        raise NotImplementedError
+
+    # -- prefix sharing -------------------------------------------------------------------------
+    def prefix_sharing_unsupported(self, model) -> str | None:
+        """Why ``model`` cannot run prefix-shared pairs, in a few words; ``None`` when it can."""
+        return None if self.supports_prefix_sharing else f"{self.family}: the backend does not declare supports_prefix_sharing"
+
+    def position_ids(self, model, input_ids, attention_mask, extras: dict[str, Any], shared: dict[str, Any], repeat: int = 1):
+        """The position ids the model's forward computes for these right-padded text rows (the
+        shared batch's rows repeated ``repeat`` times, as in :meth:`model_inputs`), ``extras``
+        their per-token keys (e.g. ``mm_token_type_ids``). Shape ``(..., rows, length)``: the
+        leading dimensions are the model's (``(3, rows, length)`` for M-RoPE); a trainer may
+        gather them along the last dimension and pass them as ``position_ids``."""
         raise NotImplementedError
 
     # -- surgery ----------------------------------------------------------------------------

@@ -103,6 +103,10 @@ class HFChatBackend(Backend):
     preset_revision = 1
     #: Chat-template placeholders, one per visual item, expanded by :meth:`expand_placeholder`.
     placeholder_pattern = r"<\|(?:video|image)_pad\|>"
+    #: transformers' decoder-only language models take a prepared 4D mask as is (sdpa, eager).
+    supports_prefix_sharing = True
+    #: Attention implementations that apply a prepared 4D mask (flash attention takes none).
+    mask_attention = ("sdpa", "eager")
 
     # -- loading ----------------------------------------------------------------------------
     def model_class(self):
@@ -506,6 +510,20 @@ class HFChatBackend(Backend):
         :meth:`vision_features`)."""
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         return base.model
+
+    # -- prefix sharing -------------------------------------------------------------------------
+    def prefix_sharing_unsupported(self, model) -> str | None:
+        text = model.config.get_text_config()
+        attention = text._attn_implementation or model.config._attn_implementation
+        if attention not in self.mask_attention:
+            return f"{self.family}: attention {attention!r} takes no 4D mask (needs {' or '.join(self.mask_attention)})"
+        if any(t != "full_attention" for t in (getattr(text, "layer_types", None) or ())):
+            return f"{self.family}: the language model has {sorted(set(text.layer_types) - {'full_attention'})} layers"
+        return super().prefix_sharing_unsupported(model)
+
+    def position_ids(self, model, input_ids, attention_mask, extras, shared, repeat=1):
+        # A plain decoder counts positions from 0; right padding leaves real tokens at 0..n-1.
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
     # -- surgery ----------------------------------------------------------------------------
     def vision_module_names(self, model) -> list[str]:

@@ -54,12 +54,13 @@ class VideoCollator:
 
 
 class PreferenceCollator(VideoCollator):
-    """Pairs -> ``chosen_*`` / ``rejected_*`` rows sharing one video per pair."""
+    """Pairs -> ``chosen_*`` / ``rejected_*`` rows sharing one video per pair, and
+    ``video_keys``: each pair's video (a trainer may compute a video's features once)."""
 
     noun = "pair"
 
     def encode(self, row):
-        return self.backend.encode_preference(
+        encoded = self.backend.encode_preference(
             video=row["video_path"],
             prompt=row["prompt"],
             chosen=row["chosen"],
@@ -67,9 +68,11 @@ class PreferenceCollator(VideoCollator):
             max_length=self.max_length,
             **self.video_options,
         )
+        return {**encoded, "video_key": row["video_path"]}
 
     def collate(self, encoded):
-        return self.backend.collate_preference(encoded)
+        # ``video_keys``: which pairs share a video (the same file at the stage's frame settings).
+        return {**self.backend.collate_preference(encoded), "video_keys": [e["video_key"] for e in encoded]}
 
     def row_id(self, row):
         return row["pair_id"]

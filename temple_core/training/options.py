@@ -37,6 +37,7 @@ RESERVED = {
     "max_length": "max_length",
     "beta": "beta",
     "loss_type": "loss_type",
+    "loss_weights": "rpo_alpha",
     "save_steps": "save_steps",
     "gradient_checkpointing": "gradient_checkpointing",
     "activation_checkpointing": "gradient_checkpointing",

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from testkit.backends import conversations
 from temple_core.errors import ModelError
 from temple_plugins.backends.internvl import IMAGENET_MEAN, IMAGENET_STD, InternVLBackend
-from test_qwen_vl import conversations
 
 # Image sizes (height, width) for the tiling tests: wide, tall, square at the tile size, larger
 # than a tile, odd, tiny, and sizes where the grid choice hits a tie.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from temple_plugins.backends.internvl import InternVL25Backend, InternVLBackend
-from test_qwen_vl import conversations
+from testkit.backends import conversations
 
 
 def backend(cls=InternVLBackend, **options):

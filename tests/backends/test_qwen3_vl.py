@@ -11,8 +11,7 @@ import torch
 
 from temple_core.errors import ModelError, SkipSample
 from temple_plugins.backends.qwen3_vl import Qwen3VLBackend
-from test_qwen_vl import conversations
-from testkit.backends import QWEN3_CASES, pixels_from_levels, qwen3_case_conversation, write_video
+from testkit.backends import QWEN3_CASES, conversations, pixels_from_levels, qwen3_case_conversation, write_video
 
 REFERENCE = Path(__file__).parent / "data" / "qwen3_vl_processor_reference.npz"
 
@@ -296,3 +295,17 @@ def test_sft_batch_and_merge(saved, videos, tmp_path):
     again = backend(path=str(tmp_path / "merged"))
     with torch.no_grad():
         torch.testing.assert_close(again.load_model()(**batch).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_an_items_pixel_budget_and_a_total_budget_apply():
+    """The captioner's clips carry their own max_pixels; the release preset's total_pixels caps
+    each frame by qwen-vl-utils' rule max(min(max, total / frames * 2), int(1.05 * min))."""
+    b = backend(preset="tiny-random", max_pixels=4000, min_pixels=784)
+    frames = list(np.zeros((4, 240, 320, 3), np.uint8))
+    plain = b.visual_inputs({"type": "video", "frames": frames})
+    bigger = b.visual_inputs({"type": "video", "frames": frames, "max_pixels": 40000})
+    assert bigger["grid"][1] * bigger["grid"][2] > plain["grid"][1] * plain["grid"][2]
+    capped = b.visual_inputs({"type": "video", "frames": frames}, max_pixels=40000, total_pixels=20000)
+    cap = max(min(40000, 20000 / 4 * 2), int(784 * 1.05))  # 10000 px per frame
+    rh, rw = reference_clip_resize(4, 240, 320, 32, 784 * 4, cap * 4)
+    assert capped["grid"] == [2, rh // 16, rw // 16]

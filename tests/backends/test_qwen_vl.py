@@ -3,7 +3,6 @@
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from temple_core.errors import ModelError, SkipSample
 from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
 from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
+from testkit.backends import conversations
 
 FAMILIES = {"qwen2_vl": Qwen2VLBackend, "qwen2_5_vl": Qwen2_5VLBackend, "mimo_vl": MiMoVLBackend}
 
@@ -142,17 +142,6 @@ def test_same_tensors_and_tokens_as_the_transformers_processor(name):
 
 
 # -- chat ---------------------------------------------------------------------------------------
-def conversations(videos):
-    image = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    convs = [
-        [{"role": "user", "content": [{"type": "video", "path": str(videos[0])}, {"type": "text", "text": "Describe the video."}]}],
-        [{"role": "user", "content": [{"type": "video", "path": str(videos[1]), "start": 0.5, "end": 2.0}, {"type": "text", "text": "What happens first?"}]}],
-        [{"role": "user", "content": [{"type": "text", "text": "Summarise the clips in time order."}, {"type": "video", "path": str(videos[2])}]}],
-        [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "image", "image": image[::-1].copy()}, {"type": "text", "text": "Compare."}]}],
-    ]
-    return convs
-
-
 def test_batched_greedy_equals_one_at_a_time(saved, videos):
     name, folder = saved
     b = backend(name, path=str(folder), batch_size=8)

@@ -108,3 +108,15 @@ def qwen3_processor_outputs(backend, case, video=None, metadata=None) -> dict:
 def pixels_from_levels(levels: np.ndarray) -> np.ndarray:
     """Stored uint8 grey levels -> the processor's pixel values (rescale 1/255, mean = std = 0.5)."""
     return ((levels.astype(np.float32) / 255.0 - 0.5) / 0.5).astype(np.float32)
+
+
+def conversations(videos):
+    """Four conversations over the backends' test videos: a whole video, a clip, text first, two images."""
+    image = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    convs = [
+        [{"role": "user", "content": [{"type": "video", "path": str(videos[0])}, {"type": "text", "text": "Describe the video."}]}],
+        [{"role": "user", "content": [{"type": "video", "path": str(videos[1]), "start": 0.5, "end": 2.0}, {"type": "text", "text": "What happens first?"}]}],
+        [{"role": "user", "content": [{"type": "text", "text": "Summarise the clips in time order."}, {"type": "video", "path": str(videos[2])}]}],
+        [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "image", "image": image[::-1].copy()}, {"type": "text", "text": "Compare."}]}],
+    ]
+    return convs

@@ -1,9 +1,11 @@
-"""The dpo trainer on a real tiny Qwen2-VL with real TRL: the loss is the sigmoid DPO loss of
-the policy/reference log-probabilities, it learns easy pairs, and one vision pass per pair
-gives the same loss as four."""
+"""The dpo trainer on a real tiny Qwen2-VL with real TRL: the loss is the release's sigmoid DPO
+loss of the policy/reference log-probabilities plus the chosen answer's NLL (ms-swift's
+``rpo_alpha`` 1.0; plain sigmoid with ``rpo_alpha: 0``), recomputed here from the model's full
+logits; it learns easy pairs, and one vision pass per pair gives the same loss as four."""
 
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,9 +41,10 @@ def rows(pairs):
     return [{"pair_id": p.pair_id, "video_path": p.video_path, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
-def completion_logps(trainer, model, batch, side):
+def completion_logps(trainer, model, batch, side, count=False):
     """Summed log-probabilities of one side's completion tokens, from a plain forward
-    (full logits, raw video tensors: none of the trainer's shortcuts)."""
+    (full logits, raw video tensors: none of the trainer's shortcuts); with ``count``, also the
+    number of completion tokens per row."""
     inputs = {k[len(side) + 1 :]: v for k, v in batch.items() if k.startswith(side + "_")}
     shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
     labels = inputs.pop("labels")
@@ -49,12 +52,29 @@ def completion_logps(trainer, model, batch, side):
     logits = model(**inputs).logits[:, :-1].float()
     target = labels[:, 1:]
     per_token = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (per_token * (target != -100)).sum(-1)
+    summed = (per_token * (target != -100)).sum(-1)
+    return (summed, (target != -100).sum(-1)) if count else summed
 
 
-def test_reported_loss_is_sigmoid_dpo_of_policy_and_reference_logps(trained):
+def hand_loss(trainer, model, batch, beta, rpo_alpha):
+    """The release's loss (ms-swift 3.7 on TRL 0.20), by hand: the mean over pairs of
+    ``-logsigmoid(beta * (policy - reference log-ratio margin))`` plus ``rpo_alpha`` x the NLL of
+    the chosen answers, ``-sum(log p) / count`` over every chosen answer token of the batch."""
+    pc, n_chosen = completion_logps(trainer, model, batch, "chosen", count=True)
+    pr = completion_logps(trainer, model, batch, "rejected")
+    with model.disable_adapter():  # the reference: the same weights without the adapter
+        rc, rr = completion_logps(trainer, model, batch, "chosen"), completion_logps(trainer, model, batch, "rejected")
+    logits = beta * ((pc - rc) - (pr - rr))
+    nll = -pc.sum() / n_chosen.sum()
+    return (-F.logsigmoid(logits).mean() + rpo_alpha * nll).item(), dict(pc=pc, rc=rc, pr=pr, rr=rr, logits=logits, nll=nll.item())
+
+
+def test_reported_loss_is_sigmoid_dpo_plus_chosen_nll(trained):
     trainer, collator, pairs, _ = trained
-    batch = collator(rows(pairs[:4]))
+    assert (trainer.loss_types, trainer.loss_weights) == (["sigmoid", "sft"], [1.0, 1.0])  # the defaults
+    # Answers of different lengths in one batch: the NLL is a token mean, not a mean of pair means.
+    mixed = [attrs.evolve(p, chosen=p.chosen + " and then red again." * (i % 2)) for i, p in enumerate(pairs[:4])]
+    batch = collator(rows(mixed))
     model = trainer.model
     assert trainer.ref_model is None  # the reference is this model with its adapter off, not a copy
     with torch.no_grad():
@@ -62,15 +82,29 @@ def test_reported_loss_is_sigmoid_dpo_of_policy_and_reference_logps(trained):
         mode = "train" if model.training else "eval"
         margin = trainer._metrics[mode]["rewards/margins"][-1]
         chosen_reward = trainer._metrics[mode]["rewards/chosen"][-1]
-        pc, pr = completion_logps(trainer, model, batch, "chosen"), completion_logps(trainer, model, batch, "rejected")
-        with model.disable_adapter():  # the reference: the same weights without the adapter
-            rc, rr = completion_logps(trainer, model, batch, "chosen"), completion_logps(trainer, model, batch, "rejected")
-    logits = BETA * ((pc - rc) - (pr - rr))
-    expected = -F.logsigmoid(logits).mean().item()
-    assert abs((pc - rc).abs().max().item()) > 1e-2  # the policy has moved away from the reference
+        expected, parts = hand_loss(trainer, model, batch, BETA, 1.0)
+    assert abs((parts["pc"] - parts["rc"]).abs().max().item()) > 1e-2  # the policy has moved away from the reference
+    assert parts["nll"] > 0.05  # the NLL term is not negligible here
     assert loss == pytest.approx(expected, abs=1e-5)
-    assert margin == pytest.approx(logits.mean().item(), abs=1e-5)
-    assert chosen_reward == pytest.approx((BETA * (pc - rc)).mean().item(), abs=1e-5)
+    assert margin == pytest.approx(parts["logits"].mean().item(), abs=1e-5)
+    assert chosen_reward == pytest.approx((BETA * (parts["pc"] - parts["rc"])).mean().item(), abs=1e-5)
+
+
+def test_plain_sigmoid_loss_with_rpo_alpha_zero(tmp_path):
+    videos = write_videos(tmp_path / "videos", 2)
+    pairs = [Pair.from_dict(p) for p in easy_pairs(videos)]
+    options = DPO.Options(beta=BETA, rpo_alpha=0.0, lr=2e-3, batch_size=2, per_device_batch_size=2, max_steps=3,
+                          warmup_ratio=0.0, lr_scheduler="constant", gradient_checkpointing=False, max_length=512,
+                          fps=1.0, save_steps=1000)
+    trainer, collator = build_dpo_trainer(options, stage_context(build_backend(preset="tiny-random"), pairs, tmp_path / "0-dpo"))
+    assert trainer.loss_types == ["sigmoid"]
+    trainer.train()
+    batch = collator(rows(pairs[:4]))
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        expected, parts = hand_loss(trainer, trainer.model, batch, BETA, 0.0)
+    assert abs((parts["pc"] - parts["rc"]).abs().max().item()) > 1e-3
+    assert loss == pytest.approx(expected, abs=1e-5)
 
 
 def test_easy_pairs_are_learned(trained):
@@ -79,7 +113,10 @@ def test_easy_pairs_are_learned(trained):
     assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
     loss = [m["loss"] for m in metrics]
     accuracy = [m["rewards/accuracies"] for m in metrics]
-    assert loss[0] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 0: log 2
+    # Step 0: policy == reference, so the DPO term is log 2; every chosen answer is the same
+    # sentence, so the NLL is -logps/chosen (summed per answer) over its token count.
+    n_chosen = len(tctx.backend.processor("red then green then blue.<|im_end|>\n", add_special_tokens=False)["input_ids"])
+    assert loss[0] == pytest.approx(0.6931 - metrics[0]["logps/chosen"] / n_chosen, abs=1e-3)
     assert sum(loss[-5:]) / 5 < sum(loss[:5]) / 5 - 0.1
     assert sum(accuracy[-10:]) / 10 > 0.9 > sum(accuracy[:3]) / 3
     for key in ("grad_norm", "learning_rate", "rewards/chosen", "rewards/rejected", "rewards/margins"):
@@ -107,15 +144,17 @@ def test_one_vision_pass_per_pair_gives_the_same_loss(trained):
     counter = VisionCounter(base.get_submodule(vision_name))
     losses = {}
     with torch.no_grad():
-        for reuse in (True, False):
-            trainer.reuse_vision_features = reuse
+        for reuse, packed in ((True, False), (False, False), (False, True)):
+            trainer.reuse_vision_features, trainer.prefix_sharing = reuse, packed
             counter.videos = 0
-            losses[reuse] = (trainer.compute_loss(model, dict(batch)).item(), counter.videos)
-    trainer.reuse_vision_features = True
+            losses[reuse, packed] = (trainer.compute_loss(model, dict(batch)).item(), counter.videos)
+    trainer.reuse_vision_features = trainer.prefix_sharing = True
     counter.handle.remove()
-    assert losses[True][0] == pytest.approx(losses[False][0], abs=1e-5)
-    assert losses[True][1] == 4  # 4 pairs: one pass each
-    assert losses[False][1] == 16  # chosen + rejected, policy + reference
+    assert losses[True, False][0] == pytest.approx(losses[False, False][0], abs=1e-5)
+    assert losses[False, True][0] == pytest.approx(losses[False, False][0], abs=1e-5)
+    assert losses[True, False][1] == 4  # 4 pairs: one pass each
+    assert losses[False, False][1] == 16  # chosen + rejected, policy + reference
+    assert losses[False, True][1] == 8  # one packed row per pair, policy + reference
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl2_5", "qwen3_vl"])

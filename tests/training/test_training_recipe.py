@@ -23,6 +23,7 @@ def test_spec_defaults(tmp_path):
     r = recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS}, {"trainer": "sft", "data": SFT}))
     dpo, sft = (s.trainer.options for s in r.train.stages)
     assert (dpo.beta, dpo.loss_type, dpo.lora_r, dpo.lora_alpha, dpo.lr, dpo.batch_size) == (0.1, "sigmoid", 32, 64, 5e-6, 16)
+    assert dpo.rpo_alpha == 1.0  # SPEC §5: the release's DPO + NLL on the chosen answer
     assert (dpo.warmup_ratio, dpo.epochs, dpo.freeze_vision, dpo.max_length) == (0.05, 1.0, True, 8192)
     assert (sft.lora_r, sft.lora_alpha, sft.lr, sft.vision, sft.warmup_ratio) == (32, 32, 1e-4, "lora", 0.05)
     assert [s.dir_name for s in r.train.stages] == ["0-dpo", "1-sft"]
@@ -37,6 +38,10 @@ def test_args_pass_through_is_checked_against_dpoconfig(tmp_path):
         recipe_from_data(recipe(tmp_path, {"trainer": "sft", "data": SFT, "args": {"learning_rate": 0.1}}))
     with pytest.raises(RecipeError, match=r"'packing' is not a DPOConfig option"):
         recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "args": {"packing": True}}))
+    with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.args: 'loss_weights' is set by the stage's option 'rpo_alpha'"):
+        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "args": {"loss_weights": [1.0]}}))
+    with pytest.raises(RecipeError, match=r"train\.stages\[0\]\.loss_type: 'sft' is the chosen answer's NLL: set rpo_alpha"):
+        recipe_from_data(recipe(tmp_path, {"trainer": "dpo", "data": PAIRS, "loss_type": "sigmoid,sft"}))
 
 
 def test_unknown_option_names_the_stage(tmp_path):

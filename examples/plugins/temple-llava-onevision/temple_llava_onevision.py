@@ -145,9 +145,12 @@ class LlavaOneVisionBackend(HFChatBackend):
         return (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
     def visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
-                      max_pixels: int | None = None, min_pixels: int | None = None) -> dict[str, Any]:
+                      max_pixels: int | None = None, min_pixels: int | None = None,
+                      total_pixels: int | None = None) -> dict[str, Any]:
         """A video item -> ``{"kind": "video", "pixels": (T, 3, S, S), "frames": T, "tokens"}``;
-        an image item -> ``{"kind": "image", "pixels": (1, 3, S, S), "size": (H, W), "tokens"}``."""
+        an image item -> ``{"kind": "image", "pixels": (1, 3, S, S), "size": (H, W), "tokens"}``.
+        Every frame is resized to the tower's square input, so the pixel budgets (``max_pixels``,
+        ``min_pixels``, ``total_pixels``) do not apply to this family."""
         if item["type"] == "image":
             from transformers.models.llava_onevision.image_processing_pil_llava_onevision import LlavaOnevisionImageProcessorPil
 
@@ -212,7 +215,11 @@ class LlavaOneVisionBackend(HFChatBackend):
         cfg = inner.config
         out = inner.get_video_features(shared["pixel_values_videos"], vision_feature_layer=cfg.vision_feature_layer,
                                        vision_feature_select_strategy=cfg.vision_feature_select_strategy, return_dict=True)
-        return out.pooler_output  # (videos, tokens, hidden): pooled frames + the newline
+        return tuple(out.pooler_output)  # one (tokens, hidden) per video: pooled frames + the newline
+
+    def select_videos(self, shared, indices):
+        # Every video of a batch has the same frame count (the model stacks them): one row each.
+        return {"pixel_values_videos": shared["pixel_values_videos"][list(indices)]}
 
     def model_inputs(self, shared, *, vision_features=None, repeat=1):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -220,7 +227,8 @@ class LlavaOneVisionBackend(HFChatBackend):
         if vision_features is None:
             return {"pixel_values_videos": shared["pixel_values_videos"].repeat(repeat, 1, 1, 1, 1)}
         # The model's precomputed-encoder path: scattered into the <video> positions, tower skipped.
-        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=vision_features.repeat(repeat, 1, 1))}}
+        features = torch.stack(tuple(vision_features)).repeat(repeat, 1, 1)
+        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=features)}}
 
     # -- surgery ----------------------------------------------------------------------------
     def vision_module_names(self, model) -> list[str]:

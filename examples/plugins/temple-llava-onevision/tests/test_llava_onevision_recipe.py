@@ -9,7 +9,7 @@ import sys
 import torch
 import yaml
 
-from conftest import write_video
+from llava_videos import write_video
 from temple_llava_onevision import LlavaOneVisionBackend
 
 
