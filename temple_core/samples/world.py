@@ -292,7 +292,7 @@ def _write_jsonl(out: Path, rows: list[dict]) -> None:
 
 # -- one command for a study's data -------------------------------------------------------------
 #: Videos per split of a study (``python -m temple_core.samples.world``).
-STUDY_SPLITS = {"unlabeled": 160, "sft": 48, "heldout": 64}
+STUDY_SPLITS = {"unlabeled": 96, "sft": 32, "heldout": 48}
 
 
 def write_study_data(out: Path, seed: int, counts: dict[str, int] | None = None) -> dict[str, Any]:
