@@ -61,7 +61,7 @@ class Settings:
     #: Samples per step (each step's samples are of one task: little padding).
     batch_size: int = 16
     #: AdamW peak learning rate, linear warm-up then cosine to 0.
-    lr: float = 5e-4
+    lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.01
     #: Videos of the world's ``pretrain`` split the samples come from.
@@ -73,6 +73,24 @@ class Settings:
 
 
 SETTINGS = Settings()
+#: Environment variable of settings overrides (JSON, e.g. ``{"steps": 20, "videos": 8}``): a
+#: reduced build for tests; part of the build key, so it never shadows the full build.
+SETTINGS_ENV = "TEMPLE_MICRO_SETTINGS"
+
+
+def current_settings() -> Settings:
+    """:data:`SETTINGS` with the overrides of ``$TEMPLE_MICRO_SETTINGS`` (if set)."""
+    import os
+
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        return SETTINGS
+    try:
+        return attrs.evolve(SETTINGS, **json.loads(raw))
+    except (ValueError, TypeError) as exc:
+        from temple_core.errors import TempleError
+
+        raise TempleError(f"${SETTINGS_ENV}: not a JSON object of micro settings ({exc})") from None
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -90,7 +108,7 @@ def config(tok):
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
             tie_word_embeddings=False, bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tok.pad_token_id,
         ),
-        vision_config=dict(depth=3, embed_dim=96, hidden_size=128, num_heads=3, mlp_ratio=4, patch_size=16,
+        vision_config=dict(depth=3, embed_dim=96, hidden_size=128, num_heads=3, mlp_ratio=4, patch_size=8,
                            spatial_merge_size=2, temporal_patch_size=2),
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
@@ -126,7 +144,7 @@ def key(settings: Settings | None = None) -> str:
     """The build key: settings, world and model shape (a change makes a new cache folder)."""
     from temple_core.samples import world
 
-    settings = settings or SETTINGS
+    settings = settings or current_settings()
     data = {"settings": attrs.asdict(settings), "world": [world.SIZE, world.FPS, world.EVENT_FRAMES, world.COLOURS, world.SHAPES,
                                                           world.DIRECTIONS, world.BACKGROUNDS, world.RADIUS, world.SPEED],
             "video": [VIDEO_FPS, VIDEO_MAX_FRAMES], "revision": 1}
@@ -238,7 +256,7 @@ def pretrain(backend, model, tok, folder: Path, seed: int, settings: Settings | 
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
-    settings = settings or SETTINGS
+    settings = settings or current_settings()
     started = time.time()
     helper = type(backend)(attrs.evolve(backend.options, preset=None, path=str(folder)))
     helper.attach(model, tok)
