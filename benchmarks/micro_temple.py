@@ -105,6 +105,8 @@ def run_seed(seed: int, out: Path, conditions: list[str], quick: bool, log) -> d
         recipe = rewrite(RECIPES / f"{name}.yaml", seed_dir, seed, quick)
         timing[name] = run_recipe(recipe, seed_dir / "recipes" / f"{name}.yaml", log)
     timing["total"] = round(time.time() - started, 1)
+    timing["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    (seed_dir / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
     return timing
 
 
@@ -302,6 +304,8 @@ def write_doc(doc: Path, results: dict, figure_path: Path) -> None:
             f"Seeds: {', '.join(map(str, results['seeds']))}. Time per seed: "
             + ", ".join(f"seed {s}: {t['total'] / 60:.1f} min" for s, t in info["timing"].items())
             + f". Peak resident memory of any run: {info['peak_rss_mib']:.0f} MiB.", "",
+            *([f"Base model: {b['parameters']:,} parameters, pre-trained in {b['train_seconds'] / 60:.1f} min; held-out checks of its "
+               "build card: " + ", ".join(f"{k} {v:.2f}" for k, v in b["checks"].items()) + ".", ""] if (b := results.get("base_model")) else []),
             f"![Figure 5 shape]({os.path.relpath(figure_path, doc.parent)})", "", table(results), "", MARK_END]
     block = "\n".join(body)
     if MARK_START in text:
@@ -322,6 +326,7 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default=str(ROOT / "docs" / "science" / "micro_fig5.svg"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "science.md"), help="doc whose results section is (re)written")
     parser.add_argument("--aggregate-only", action="store_true", help="only read the finished runs back and write the results")
+    parser.add_argument("--no-write", action="store_true", help="run the seeds, write nothing but the runs (aggregate later)")
     parser.add_argument("--quick", action="store_true",
                         help="the plumbing only: a reduced micro build, a few videos, one step per stage; writes under --out only")
     args = parser.parse_args(argv)
@@ -342,23 +347,39 @@ def main(argv=None) -> int:
         # The base model first, once (every run would otherwise wait on the build lock).
         log("building / loading the micro preset ...")
         build = time.time()
-        subprocess.run([sys.executable, "-m", "temple_core.models.micro"], check=True, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-m", "temple_core.models.micro"], check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         timing["preset_seconds"] = round(time.time() - build, 1)
+        (out / "preset.txt").parent.mkdir(parents=True, exist_ok=True)
+        (out / "preset.txt").write_text(proc.stdout.strip().splitlines()[-1] + "\n")
         for s in seeds:
             log(f"seed {s}")
             timing[str(s)] = run_seed(s, out, conditions, args.quick, log)
+    if args.no_write:
+        return 0
     results = aggregate(out, seeds, conditions)
+    # Timings from each seed's own record (seeds may run in separate processes, then --aggregate-only).
+    for s in seeds:
+        record = out / f"seed{s}" / "timing.json"
+        if str(s) not in timing and record.is_file():
+            timing[str(s)] = json.loads(record.read_text())
     previous = {}
     if Path(args.results).is_file():
         previous = json.loads(Path(args.results).read_text()).get("run", {})
+    peaks = [t.get("peak_rss_mib", 0) for k, t in timing.items() if k != "preset_seconds"]
     results["run"] = {
         "command": "python benchmarks/micro_temple.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{os.cpu_count()} CPU cores (shared)",
         "timing": {k: v for k, v in timing.items() if k != "preset_seconds"} or previous.get("timing", {}),
         "preset_seconds": timing.get("preset_seconds", previous.get("preset_seconds")),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if timing else previous.get("peak_rss_mib", 0),
+        "peak_rss_mib": max(peaks + [resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]),
         "wall_seconds": round(time.time() - started, 1),
     }
+    if (out / "preset.txt").is_file():  # the base model's own card: its pre-training time and held-out checks
+        card = Path((out / "preset.txt").read_text().strip()) / "micro_card.json"
+        if card.is_file():
+            data = json.loads(card.read_text())
+            results["base_model"] = {"folder": str(card.parent), "parameters": data["parameters"], "train_seconds": data["train_seconds"],
+                                     "checks": {k: v["score"] for k, v in data["checks"].items()}, "settings": data["settings"]}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(results, indent=1) + "\n")
     figure(results, Path(args.figure))

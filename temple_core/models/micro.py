@@ -43,6 +43,10 @@ from typing import Any, Callable
 import attrs
 
 PRESET = "micro"
+#: The pixel floor the micro model is used with: its 32 x 32 frames as they are (the backends'
+#: default floor, 3,136, would upscale them to 64 x 64 -- 4x the tokens it was trained on).
+#: Recipes give it as the backend's ``min_pixels`` (examples/recipes/micro/).
+MIN_PIXELS = 784
 #: Video sampling of the whole-video task: what training (the ``paper`` preset) and evaluation
 #: (``eval.frames``) use by default, 2 frames per second (one temporal patch per world event).
 VIDEO_FPS, VIDEO_MAX_FRAMES = 2.0, 64
@@ -67,7 +71,7 @@ class Settings:
     #: Videos of the world's ``pretrain`` split the samples come from.
     videos: int = 400
     #: Share of the steps per task.
-    tasks: dict = attrs.field(factory=lambda: {"first_clip": 0.2, "next_clip": 0.2, "summary": 0.2, "video": 0.3, "mc": 0.1})
+    tasks: dict = attrs.field(factory=lambda: {"first_clip": 0.25, "next_clip": 0.2, "summary": 0.2, "video": 0.25, "mc": 0.1})
     #: Held-out checks written into micro_card.json: samples per skill.
     checks: int = 48
 
@@ -96,7 +100,7 @@ def current_settings() -> Settings:
 # -- the model -------------------------------------------------------------------------------
 def config(tok):
     """The micro Qwen2-VL config: a 4-layer, 128-wide language model and a 3-layer vision tower
-    with 16-px patches (a 64 x 64 frame is 4 x 4 patches, merged 2 x 2: 4 tokens per temporal
+    with 8-px patches (a 32 x 32 frame is 4 x 4 patches, merged 2 x 2: 4 tokens per temporal
     patch of 2 frames), the family's special tokens."""
     from transformers import Qwen2VLConfig
 
@@ -147,7 +151,7 @@ def key(settings: Settings | None = None) -> str:
     settings = settings or current_settings()
     data = {"settings": attrs.asdict(settings), "world": [world.SIZE, world.FPS, world.EVENT_FRAMES, world.COLOURS, world.SHAPES,
                                                           world.DIRECTIONS, world.BACKGROUNDS, world.RADIUS, world.SPEED],
-            "video": [VIDEO_FPS, VIDEO_MAX_FRAMES], "revision": 1}
+            "video": [VIDEO_FPS, VIDEO_MAX_FRAMES, MIN_PIXELS], "revision": 2}
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -258,7 +262,7 @@ def pretrain(backend, model, tok, folder: Path, seed: int, settings: Settings | 
 
     settings = settings or current_settings()
     started = time.time()
-    helper = type(backend)(attrs.evolve(backend.options, preset=None, path=str(folder)))
+    helper = type(backend)(attrs.evolve(backend.options, preset=None, path=str(folder), min_pixels=MIN_PIXELS))
     helper.attach(model, tok)
     captioner = contextual_captioner()
     threads = torch.get_num_threads()
