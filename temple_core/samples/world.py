@@ -294,7 +294,7 @@ def _write_jsonl(out: Path, rows: list[dict]) -> None:
 
 # -- one command for a study's data -------------------------------------------------------------
 #: Videos per split of a study (``python -m temple_core.samples.world``).
-STUDY_SPLITS = {"unlabeled": 96, "sft": 32, "heldout": 48}
+STUDY_SPLITS = {"unlabeled": 64, "sft": 32, "heldout": 32}
 
 
 def write_study_data(out: Path, seed: int, counts: dict[str, int] | None = None) -> dict[str, Any]:
