@@ -140,6 +140,8 @@ def run_metrics(run: Path, checkpoint: str, seed: int) -> dict:
     """One run's scores (docs/science.md's metrics)."""
     folder = run / "eval" / checkpoint
     m: dict = {}
+    if not (folder / "recall.json").is_file():  # the run has not finished its evaluation
+        return m
     for label in ("order", "order_blind"):
         m[label] = pooled(order_outcomes(folder / f"{label}.jsonl"), seed)
         m[f"{label}_cells"] = {p: {str(r): pooled(order_outcomes(folder / f"{label}.jsonl", (p,), r), seed)["value"]
@@ -185,10 +187,12 @@ def aggregate(out: Path, seeds: list[int], conditions: list[str]) -> dict:
             values = [per_seed[s][c][m]["value"] for s in seeds if m in per_seed[s][c] and per_seed[s][c][m]["value"] is not None]
             if not values:
                 continue
-            interval = t_interval(values) if len(values) > 1 else per_seed[seeds[0]][c][m]["interval"]
+            interval = t_interval(values) if len(values) > 1 else next(per_seed[s][c][m]["interval"] for s in seeds if m in per_seed[s][c])
             summary[c][m] = {"mean": sum(values) / len(values), "interval": interval, "per_seed": values,
                              "interval_kind": "t over seeds" if len(values) > 1 else "bootstrap over videos (one seed)"}
-        summary[c]["cells"] = {p: {str(r): _mean([per_seed[s][c]["order_cells"][p][str(r)] for s in seeds]) for r in DIFFICULTIES}
+        done = [s for s in seeds if per_seed[s][c]]
+        summary[c]["seeds"] = done
+        summary[c]["cells"] = {p: {str(r): _mean([per_seed[s][c]["order_cells"][p][str(r)] for s in done]) for r in DIFFICULTIES}
                                for p in ("drop", "shuffle", "reverse")}
     # TEMPLE vs every other condition: paired per seed.
     versus = {}
@@ -196,17 +200,20 @@ def aggregate(out: Path, seeds: list[int], conditions: list[str]) -> dict:
         for c in runs:
             if c == "temple":
                 continue
-            diffs = [per_seed[s]["temple"]["order"]["value"] - per_seed[s][c]["order"]["value"] for s in seeds]
-            if len(seeds) > 1:
+            both = [s for s in seeds if per_seed[s]["temple"] and per_seed[s][c]]
+            if not both:
+                continue
+            diffs = [per_seed[s]["temple"]["order"]["value"] - per_seed[s][c]["order"]["value"] for s in both]
+            if len(both) > 1:
                 interval, kind = t_interval(diffs), "paired t over seeds"
             else:
-                s = seeds[0]
+                s = both[0]
                 a = order_outcomes(out / f"seed{s}" / "temple" / "eval" / "final" / "order.jsonl")
                 run, ckpt = runs[c]
                 b = order_outcomes(out / f"seed{s}" / run / "eval" / ckpt / "order.jsonl")
                 interval, kind = paired_video_interval(a, b, s), "paired bootstrap over videos (one seed)"
-            versus[c] = {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "interval_kind": kind,
-                         "effect": bool(len(seeds) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
+            versus[c] = {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "seeds": both, "interval_kind": kind,
+                         "effect": bool(len(both) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
     return {"seeds": seeds, "per_seed": {str(s): v for s, v in per_seed.items()}, "summary": summary, "temple_vs": versus}
 
 
@@ -226,10 +233,10 @@ def fmt(entry) -> str:
 
 def table(results: dict) -> str:
     s = results["summary"]
-    rows = ["| condition | order (shuffle+reverse) | drop | which first? | event recall | blind order | blind which first? |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| condition | seeds | order (shuffle+reverse) | drop | which first? | event recall | blind order | blind which first? |",
+            "|---|---|---|---|---|---|---|---|"]
     for c, m in s.items():
-        rows.append(f"| {LABELS.get(c, c)} | {fmt(m.get('order'))} | {fmt(m.get('order_drop'))} | {fmt(m.get('first'))} | "
+        rows.append(f"| {LABELS.get(c, c)} | {len(m.get('seeds', []))} | {fmt(m.get('order'))} | {fmt(m.get('order_drop'))} | {fmt(m.get('first'))} | "
                     f"{fmt(m.get('recall'))} | {fmt(m.get('order_blind'))} | {fmt(m.get('first_blind'))} |")
     rows += ["", "Order accuracy per perturbation x r (mean over seeds):", "",
              "| condition | " + " | ".join(f"{p} r={r}" for p in ("drop", "shuffle", "reverse") for r in DIFFICULTIES) + " |",
@@ -240,9 +247,9 @@ def table(results: dict) -> str:
             "--" if cells[p][str(r)] is None else f"{cells[p][str(r)]:.2f}" for p in ("drop", "shuffle", "reverse") for r in DIFFICULTIES) + " |")
     if results["temple_vs"]:
         rows += ["", "TEMPLE minus each condition, order accuracy (shuffle+reverse), paired:", "",
-                 "| vs | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|"]
+                 "| vs | seeds | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|---|"]
         for c, d in results["temple_vs"].items():
-            rows.append(f"| {LABELS.get(c, c)} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
+            rows.append(f"| {LABELS.get(c, c)} | {len(d['seeds'])} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
     return "\n".join(rows)
 
 
