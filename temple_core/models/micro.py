@@ -6,6 +6,9 @@ Why: the ``tiny-random`` presets cannot see, so nothing could show that TEMPLE d
 for -- making a Video LLM better at temporal order. This one sees the world's events (colour,
 shape, direction of motion) and is pre-trained on exactly the inputs temple later sends it:
 
+* **single-clip captions with a one-word prompt** ("Caption:"), and the first-clip prompt,
+  alone for the first ``warm_steps`` steps: reading the frames is learned there (mixed with the
+  other tasks from the start, every task stayed at the loss of a uniform guess);
 * **clip captions** as the ``contextual`` captioner asks for them (its own conversations, taken
   from the plugin itself): clip 0 alone -- the clip's two keyframes as *one 2-frame video* --
   answered "A red circle moves left."; clip i after clip i-1 answered "Caption: A blue square
