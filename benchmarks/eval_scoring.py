@@ -42,7 +42,7 @@ def main() -> None:
     from temple_core.generation.plan import plan_variants
     from temple_core.plugins import get_plugin_manager
     from temple_core.samples import materialize
-    from temple_plugins.evaluators.temporal_order import read_sidecar, sidecar_of
+    from temple_core.evaluation.truth import read_sidecar, sidecar_of
 
     plugins = get_plugin_manager()
     backend = Structurer(plugins).component("backends", {"name": args.family, "preset": "tiny-random", "fps": args.fps,

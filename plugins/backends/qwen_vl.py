@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from temple_core.hookspecs import hookimpl
-from temple_core.models.hf import AnswerAfterThinking, HFChatBackend
-from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, frame_pixel_cap, item_frames, qwen_patchify
+from temple_core.models.hf import AnswerAfterThinking, HFChatBackend, options_class
+from temple_core.models.vision_tokens import (
+    OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, build_tiny_tokenizer, frame_pixel_cap, item_frames, qwen_patchify,
+)
 
 # Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
 CHAT_TEMPLATE = (
@@ -179,18 +181,48 @@ class QwenVLBackend(HFChatBackend):
 
 
 class Qwen2VLBackend(QwenVLBackend):
-    """Qwen2-VL (transformers ``Qwen2VLForConditionalGeneration``)."""
+    """Qwen2-VL (transformers ``Qwen2VLForConditionalGeneration``); presets ``tiny-random`` and
+    ``micro`` (pre-trained on the micro world: ``temple_core.models.micro``)."""
 
     family = "qwen2_vl"
     model_types = ("qwen2_vl",)
+    Options = options_class(presets=("tiny-random", "micro"))
 
     def model_class(self):
         from transformers import Qwen2VLForConditionalGeneration
 
         return Qwen2VLForConditionalGeneration
 
+    # -- the micro preset: its own tokenizer, config and pre-training --------------------------
+    def preset_key(self) -> str:
+        if self.options.preset == "micro":
+            from temple_core.models import micro
+
+            return f"-{micro.key()}"
+        return super().preset_key()
+
+    def preset_tokenizer(self):
+        if self.options.preset == "micro":
+            from temple_core.models import micro
+
+            return build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token,
+                                        vocab_size=1000, text=micro.tokenizer_text())
+        return super().preset_tokenizer()
+
+    def train_preset(self, model, tokenizer, folder, seed):
+        if self.options.preset == "micro":
+            from temple_core.models import micro
+
+            return micro.pretrain(self, model, tokenizer, folder, seed)
+        return model
+
     def tiny_config(self, tok):
         from transformers import Qwen2VLConfig
+
+        if self.options.preset == "micro":
+            from temple_core.models import micro
+
+            return micro.config(tok)
 
         return Qwen2VLConfig(
             text_config=_tiny_text(tok),

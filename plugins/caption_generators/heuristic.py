@@ -6,6 +6,11 @@ a list of clip captions joins them in the list's order, so a rejected summary is
 chosen one with its clips dropped or reordered: drop-rejected texts are shorter (fewer
 clips), shuffle/reverse ones are as long as the chosen, and an unchanged order gives the
 chosen text again -- which the SPEC §4 filters then drop. Everything is deterministic.
+
+``timestamps: false`` leaves each clip's start and end out. Keep them out whenever the pairs
+or the scores are meant to measure order: a rejected text whose "(12.0-14.5 s)" comes before
+"(3.0-5.5 s)" is wrong on its face, so a model that never looks at the frames can prefer the
+chosen text -- the pairs would teach reading numbers, not watching (docs/science.md).
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ class Heuristic(CaptionGenerator):
         busy_above: float = attrs.field(default=0.1, validator=attrs.validators.ge(0.0))
         #: Share of saturated pixels needed to name a hue (else black / grey / white).
         min_coloured: float = attrs.field(default=0.25, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
-        #: Say where each clip starts and ends (seconds).
+        #: Say where each clip starts and ends (seconds). Off for any study of order: in a shuffled
+        #: or reversed rejected text the timestamps run backwards, which a text-only model can
+        #: spot without looking at the video (a leak; docs/science.md).
         timestamps: bool = True
 
         def __attrs_post_init__(self):

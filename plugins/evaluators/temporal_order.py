@@ -26,7 +26,6 @@ Captions are prepared once (``eval/_data/<label>/clips.*.jsonl``) and shared by 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +38,7 @@ from temple_core.evaluation import EvalResult, EvaluatorOptions
 from temple_core.evaluation.heldout import check_heldout
 from temple_core.evaluation.stats import cell, clustered_interval
 from temple_core.evaluation.texts import ordered_description
+from temple_core.evaluation.truth import read_sidecar, sidecar_of
 from temple_core.evaluation.videos import video_item
 from temple_core.hookspecs import hookimpl
 from temple_core.recipe import VideosConfig, resolve_videos, video_ids
@@ -50,24 +50,6 @@ DEFAULT_PROMPT = "Describe what happens in this video, in the order it happens."
 def _difficulties(instance, attribute, value):
     if not value or any(r < 1 for r in value) or len(set(value)) != len(value):
         raise ValueError(f"must be distinct difficulties >= 1, got {value}")
-
-
-def sidecar_of(video: str | Path) -> Path:
-    """The ground-truth file of a video: ``<video without suffix>.json``."""
-    return Path(video).with_suffix(".json")
-
-
-def read_sidecar(path: Path) -> list[str]:
-    """The event descriptions of a sidecar, in time order (``TempleError`` naming the file if bad)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        events = data["events"]
-        descriptions = [e["description"] if isinstance(e, dict) else str(e) for e in events]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TempleError(f"{path}: not a ground-truth sidecar ({{\"events\": [{{\"description\": ...}}, ...]}}): {exc}") from None
-    if any(not isinstance(d, str) or not d.strip() for d in descriptions):
-        raise TempleError(f"{path}: every event needs a non-empty description")
-    return descriptions
 
 
 class TemporalOrder(Evaluator):

@@ -34,8 +34,10 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/
         #: (relative to the recipe file; checked when the model loads).
         path: str | None = path_field(None, kind=None)
-        #: A built-in test model instead of ``path`` (random weights, built once, cached): ``tiny-random``, or another preset of the family (docs/backends.md).
+        #: A built-in model instead of ``path`` (built once, cached): ``tiny-random`` (random weights), or another preset of the family (docs/backends.md; qwen2_vl's ``micro`` is pre-trained on the micro world).
         preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(list(presets))))
+        #: The seed a ``preset`` is built from (each seed is built once and cached on its own).
+        preset_seed: int = attrs.field(default=0, validator=attrs.validators.ge(0))
         #: torch dtype name (auto, float32, bfloat16, float16).
         dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(["auto", "float32", "bfloat16", "float16"]))
         #: Device of the whole model (ignored when device_map is given).
@@ -124,18 +126,25 @@ class HFChatBackend(Backend):
         raise NotImplementedError
 
     def preset_dir(self) -> Path:
-        """The folder of ``options.preset``: built once (seed 0) into ``$TEMPLE_CACHE/presets``,
-        then loaded like any checkpoint."""
-        revision = f"-r{self.preset_revision}" if self.preset_revision > 1 else ""
-        folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}{revision}"
+        """The folder of ``options.preset``: built once (seed ``preset_seed``) into
+        ``$TEMPLE_CACHE/presets``, then loaded like any checkpoint. Processes that ask for the
+        same preset at once build it once: the others wait for the first (a file lock)."""
+        seed = self.options.preset_seed
+        folder = cache_dir() / "presets" / f"{self.family}-{self.options.preset}{self.preset_key()}{f'-seed{seed}' if seed else ''}"
         if (folder / "config.json").is_file():
             return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with _build_lock(folder.with_name(f".{folder.name}.lock")):
+            if not (folder / "config.json").is_file():
+                self._build_preset(folder, seed)
+        return folder
+
+    def _build_preset(self, folder: Path, seed: int) -> None:
         # Built once, deterministically, then loaded through the same path code as a checkpoint.
-        tok = build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token,
-                                   named_tokens=self.named_tokens)
+        tok = self.preset_tokenizer()
         config = self.tiny_config(tok)
         with torch.random.fork_rng():  # seeded build without disturbing the caller's RNG
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
             model = self.model_class()(config)
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(self.end_of_turn)
         model.generation_config.pad_token_id = tok.pad_token_id
@@ -144,14 +153,37 @@ class HFChatBackend(Backend):
         clean_stale_temps(folder.parent, legacy=True)
         tmp = temp_path(folder)
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = self.train_preset(model, tok, tmp, seed)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         self._write_processor_files(tmp, config)
         try:
             tmp.rename(folder)
-        except OSError:  # another process built it first
+        except OSError:  # another process built it first (no lock on this platform)
             shutil.rmtree(tmp, ignore_errors=True)
-        return folder
+
+    def preset_key(self) -> str:
+        """What tells builds of the preset apart in its folder name (``-r2``...: the files changed)."""
+        return f"-r{self.preset_revision}" if self.preset_revision > 1 else ""
+
+    def preset_tokenizer(self):
+        """The tokenizer of a preset: the tiny byte-level BPE with the family's special tokens
+        and chat template (a preset may train it on its own text)."""
+        return build_tiny_tokenizer(self.special_tokens, self.chat_template, eos=self.end_of_turn, pad=self.pad_token,
+                                    named_tokens=self.named_tokens)
+
+    def train_preset(self, model, tokenizer, folder: Path, seed: int):
+        """The preset's weights after its random initialisation (seed ``seed``); ``folder`` is
+        where it is being written (for extra files). Default: the random weights as they are;
+        a preset that learns (qwen2_vl ``micro``) trains here."""
+        return model
+
+    def attach(self, model, processor) -> None:
+        """Use ``model`` and ``processor`` (a tokenizer) as this backend's, instead of loading
+        them: a model being trained in this process (a preset's pre-training)."""
+        self._model, self._processor = model, processor
+        processor.padding_side = "left"
 
     def processor_files(self, config) -> dict[str, dict]:
         """The processor configuration files a checkpoint of this family carries (file name ->
@@ -530,6 +562,28 @@ class HFChatBackend(Backend):
         tok = self.processor
         tok.save_pretrained(str(out_dir))
         copy_processor_files(self.model_dir(), out_dir)
+
+
+class _build_lock:
+    """An exclusive ``flock`` on ``path`` for the ``with`` block (POSIX; elsewhere no lock: two
+    builders then both build, and the second rename loses harmlessly)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.handle = open(self.path, "a")
+        try:
+            import fcntl
+
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()  # closing releases the lock
+        return False
 
 
 #: Files beside the weights that processors and tokenizers read: a merged folder carries the

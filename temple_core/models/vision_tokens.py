@@ -199,11 +199,12 @@ Summarise the clips in time order. The answer is yes or no. One two three four f
 
 
 def build_tiny_tokenizer(special_tokens: list[str], chat_template: str, eos: str, pad: str, vocab_size: int = 600,
-                         named_tokens: dict[str, str] | None = None):
+                         named_tokens: dict[str, str] | None = None, text: str | None = None):
     """A small byte-level BPE tokenizer trained on a fixed text (deterministic), with the
     family's special tokens, wrapped as a transformers fast tokenizer. ``named_tokens``
     (e.g. ``{"video_token": "<video>"}``) become attributes of the tokenizer, as a family's
-    processor expects (``extra_special_tokens`` in its config)."""
+    processor expects (``extra_special_tokens`` in its config). ``text``: the training text
+    (default: a fixed paragraph; the micro preset gives its world's words and prompts)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -213,7 +214,7 @@ def build_tiny_tokenizer(special_tokens: list[str], chat_template: str, eos: str
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    tok.train_from_iterator([_TINY_TEXT] * 4, trainer=trainer)
+    tok.train_from_iterator([_TINY_TEXT if text is None else text] * 4, trainer=trainer)
     extra = {"extra_special_tokens": dict(named_tokens)} if named_tokens else {}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=pad, **extra)
     fast.add_special_tokens({"additional_special_tokens": [t for t in special_tokens if t not in (eos, pad)]})

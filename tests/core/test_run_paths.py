@@ -155,6 +155,7 @@ ALLOWED = {
     "temple_core/store/jsonl.py": "manifest shards merged and removed (paths from RunLayout)",
     "temple_core/video/worker.py": "its shared-memory ring in /dev/shm, not a run path",
     "temple_core/models/hf.py": "the preset cache ($TEMPLE_CACHE), not a run directory",
+    "temple_core/models/micro.py": "its pre-training videos in the preset cache ($TEMPLE_CACHE), not a run directory",
     "plugins/backends/internvl_original.py": "the conversion cache ($TEMPLE_CACHE), not a run directory",
 }
 DELETING = {"rmtree", "unlink", "rename", "rmdir", "removedirs"}

@@ -1,0 +1,59 @@
+"""The micro preset (temple_core/models/micro.py): deterministic, keyed, and a real Qwen2-VL.
+
+A reduced pre-training ($TEMPLE_MICRO_SETTINGS: a few steps on a few videos) keeps this fast;
+the full build runs the same code with more steps (``python -m temple_core.models.micro``).
+"""
+
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from temple_core.models import micro
+from temple_core.plugins import get_plugin_manager
+from temple_core.samples import world
+
+REDUCED = json.dumps({"steps": 3, "videos": 3, "checks": 2, "batch_size": 4})
+
+
+def build(monkeypatch, cache, seed=0):
+    monkeypatch.setenv("TEMPLE_CACHE", str(cache))
+    monkeypatch.setenv(micro.SETTINGS_ENV, REDUCED)
+    pm = get_plugin_manager()
+    backend = pm.build("backends", "qwen2_vl", pm.get("backends", "qwen2_vl").options(preset="micro", preset_seed=seed))
+    return backend, backend.preset_dir()
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_two_builds_with_one_seed_are_bit_identical(monkeypatch, tmp_path):
+    torch.set_num_threads(1)
+    _, a = build(monkeypatch, tmp_path / "a")
+    _, b = build(monkeypatch, tmp_path / "b")
+    _, c = build(monkeypatch, tmp_path / "c", seed=1)
+    wa, wb, wc = weights(a), weights(b), weights(c)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)  # another seed, other weights
+    assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+    assert a.name == b.name and c.name.endswith("-seed1")
+    card = json.loads((a / "micro_card.json").read_text())
+    assert card["settings"]["steps"] == 3 and set(card["checks"]) == {"first_clip", "next_clip", "summary", "video_recall"}
+    # The build key follows the settings: another setting never reuses this build.
+    monkeypatch.setenv(micro.SETTINGS_ENV, json.dumps({"steps": 0, "videos": 1, "checks": 1}))
+    assert micro.key() != a.name.split("-")[2]
+
+
+def test_the_micro_model_is_a_qwen2_vl_that_captions_a_world_clip(monkeypatch, tmp_path):
+    backend, folder = build(monkeypatch, tmp_path / "a")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2VLForConditionalGeneration"]
+    assert 1_000_000 < sum(p.numel() for p in backend.load_model().parameters()) < 5_000_000
+    # The captioner's own conversation on the true clips of a world video, through chat.
+    path = world.write_video(tmp_path / "v", 0, "heldout", 0)
+    pool = micro.load_pool(0, 1, tmp_path / "pool", split="heldout")
+    conversation = micro.contextual_captioner().clip_conversation(pool[0].clips, (None, 0))
+    (answer,) = backend.chat([conversation], max_new_tokens=8, do_sample=False)
+    assert isinstance(answer, str)
+    assert path.is_file()
