@@ -38,26 +38,14 @@ from temple_core.errors import ModelError
 from temple_core.hookspecs import hookimpl
 from temple_core.models.hf import AnswerAfterThinking, options_class
 from temple_core.models.vision_tokens import frame_pixel_cap, qwen_patchify, sample_video
-from temple_plugins.backends.qwen_vl import SPECIAL_TOKENS, QwenVLBackend, tiny_token_ids
+from temple_plugins.backends.qwen_vl import SPECIAL_TOKENS, QwenVLBackend, chat_template, tiny_token_ids
 
 #: Qwen3-VL's defaults (transformers' Qwen3VLVideoProcessor, Qwen3-VL checkpoints' preprocessor configs).
 QWEN3_MEAN = (0.5, 0.5, 0.5)
 QWEN3_STD = (0.5, 0.5, 0.5)
 
-# Qwen3-VL's chat template, reduced to what this project sends: unlike Qwen2-VL's, no default
-# system prompt.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for c in message['content'] %}"
-    "{% if c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# Qwen3-VL's chat template: unlike Qwen2-VL's, no default system prompt.
+CHAT_TEMPLATE = chat_template(None)
 
 
 def clip_resize(frames: int, height: int, width: int, *, factor: int, temporal_patch_size: int,

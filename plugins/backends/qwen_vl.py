@@ -22,10 +22,19 @@ from temple_core.models.vision_tokens import (
     OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, build_tiny_tokenizer, frame_pixel_cap, item_frames, qwen_patchify,
 )
 
-# Qwen2-VL's chat template, reduced to what this project sends (text, video, image items).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+
+def chat_template(default_system: str | None) -> str:
+    """The Qwen chat template, reduced to what this project sends (text, video, image items);
+    ``default_system``: the system prompt put first when a conversation has none (Qwen2-VL's
+    "You are a helpful assistant."; Qwen3-VL has none)."""
+    system = (
+        "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n" + default_system + "<|im_end|>\n{% endif %}"
+        if default_system else ""
+    )
+    return "{% for message in messages %}" + system + _MESSAGES_TEMPLATE
+
+
+_MESSAGES_TEMPLATE = (
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for c in message['content'] %}"
@@ -36,6 +45,8 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Qwen2-VL's (and Qwen2.5-VL's, MiMo-VL's).
+CHAT_TEMPLATE = chat_template("You are a helpful assistant.")
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 
