@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from testkit.backends import conversations
+from testkit.backends import assert_vision_reuse_matches, conversations, preference_parts
 from temple_core.errors import ModelError
 from temple_plugins.backends.internvl import IMAGENET_MEAN, IMAGENET_STD, InternVLBackend
 
@@ -205,12 +205,8 @@ def test_preference_batch_and_vision_reuse(folder, videos):
             assert learned[first:n].all() and not learned[:first].any() and not learned[n:].any()
             assert torch.equal(labels[row][learned], ids[row][learned])
     model = b.load_model()
-    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
-    rejected = {k[len("rejected_"):]: v for k, v in batch.items() if k.startswith("rejected_")}
-    with torch.no_grad():
-        raw = model(**rejected, **b.model_inputs(shared)).logits
-        reused = model(**rejected, **b.model_inputs(shared, vision_features=b.vision_features(model, shared))).logits
-    torch.testing.assert_close(raw, reused, atol=1e-5, rtol=1e-5)
+    shared, chosen, rejected = preference_parts(batch)
+    assert_vision_reuse_matches(b, model, shared, rejected)
     for p in model.parameters():
         p.requires_grad_(False)
     peft = get_peft_model(model, LoraConfig(r=4, target_modules=b.lora_target_modules(model)))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from temple_plugins.backends.internvl import InternVL25Backend, InternVLBackend
-from testkit.backends import conversations
+from testkit.backends import assert_vision_reuse_matches, conversations, preference_parts
 
 
 def backend(cls=InternVLBackend, **options):
@@ -82,12 +82,8 @@ def test_each_shape_trains_lora_on_the_language_model_with_vision_reuse(shaped, 
            for v, c, r in ((videos[0], "a bar.", "nothing here at all."), (videos[1], "red then blue.", "blue."))]
     batch = b.collate_preference(enc)
     model = b.load_model()
-    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
-    chosen = {k[len("chosen_"):]: v for k, v in batch.items() if k.startswith("chosen_")}
-    with torch.no_grad():
-        raw = model(**chosen, **b.model_inputs(shared)).logits
-        reused = model(**chosen, **b.model_inputs(shared, vision_features=b.vision_features(model, shared))).logits
-    torch.testing.assert_close(raw, reused, atol=1e-5, rtol=1e-5)
+    shared, chosen, rejected = preference_parts(batch)
+    assert_vision_reuse_matches(b, model, shared, chosen)
     targets = b.lora_target_modules(model)
     assert targets and all(t.startswith("model.language_model.") for t in targets)
     assert {t.rsplit(".", 1)[1] for t in targets} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

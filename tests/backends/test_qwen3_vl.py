@@ -11,7 +11,7 @@ import torch
 
 from temple_core.errors import ModelError, SkipSample
 from temple_plugins.backends.qwen3_vl import Qwen3VLBackend
-from testkit.backends import QWEN3_CASES, conversations, pixels_from_levels, qwen3_case_conversation, write_video
+from testkit.backends import QWEN3_CASES, conversations, preference_parts, pixels_from_levels, qwen3_case_conversation, write_video
 
 REFERENCE = Path(__file__).parent / "data" / "qwen3_vl_processor_reference.npz"
 
@@ -232,8 +232,7 @@ def test_preference_batch_vision_reuse_and_lora(saved, videos):
             assert torch.equal(batch[f"{side}_mm_token_type_ids"][row], (ids[row] == cfg.video_token_id).long() * 2)
 
     model = b.load_model()
-    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
-    chosen = {k[len("chosen_"):]: v for k, v in batch.items() if k.startswith("chosen_")}
+    shared, chosen, _ = preference_parts(batch)
     both = concatenated(batch, b.processor.pad_token_id)
     with torch.no_grad():
         features = b.vision_features(model, shared)

@@ -11,7 +11,7 @@ import torch
 from temple_core.errors import ModelError, SkipSample
 from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
 from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
-from testkit.backends import conversations
+from testkit.backends import assert_vision_reuse_matches, conversations, preference_parts
 from testkit.references import smart_resize
 
 FAMILIES = {"qwen2_vl": Qwen2VLBackend, "qwen2_5_vl": Qwen2_5VLBackend, "mimo_vl": MiMoVLBackend}
@@ -204,12 +204,8 @@ def test_preference_batch_labels_tokens_and_gradients(saved, videos):
     assert batch["pixel_values_videos"].shape[0] == int(batch["video_grid_thw"].prod(-1).sum())
 
     model = b.load_model()
-    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
-    chosen = {k[len("chosen_"):]: v for k, v in batch.items() if k.startswith("chosen_")}
-    with torch.no_grad():
-        raw = model(**chosen, **b.model_inputs(shared)).logits
-        reused = model(**chosen, **b.model_inputs(shared, vision_features=b.vision_features(model, shared))).logits
-    torch.testing.assert_close(raw, reused, atol=1e-5, rtol=1e-5)
+    shared, chosen, rejected = preference_parts(batch)
+    assert_vision_reuse_matches(b, model, shared, chosen)
 
     for p in model.parameters():
         p.requires_grad_(False)

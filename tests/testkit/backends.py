@@ -120,3 +120,22 @@ def conversations(videos):
         [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "image", "image": image[::-1].copy()}, {"type": "text", "text": "Compare."}]}],
     ]
     return convs
+
+
+def preference_parts(batch: dict) -> tuple[dict, dict, dict]:
+    """A collated preference batch split as the DPO trainer splits it: what both answers share
+    (the video tensors), then the chosen and the rejected rows (their prefixes removed)."""
+    shared = {k: v for k, v in batch.items() if not k.startswith(("chosen_", "rejected_"))}
+    chosen, rejected = ({k[len(side) + 1 :]: v for k, v in batch.items() if k.startswith(side + "_")} for side in ("chosen", "rejected"))
+    return shared, chosen, rejected
+
+
+def assert_vision_reuse_matches(backend, model, shared: dict, rows: dict) -> None:
+    """The logits of ``rows`` with the vision tower's output computed once and handed in
+    (``vision_features``) equal those of a plain forward on the raw video tensors."""
+    import torch
+
+    with torch.no_grad():
+        raw = model(**rows, **backend.model_inputs(shared)).logits
+        reused = model(**rows, **backend.model_inputs(shared, vision_features=backend.vision_features(model, shared))).logits
+    torch.testing.assert_close(raw, reused, atol=1e-5, rtol=1e-5)
