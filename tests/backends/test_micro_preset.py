@@ -5,6 +5,9 @@ the full build runs the same code with more steps (``python -m temple_core.model
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import torch
 from safetensors.torch import load_file
@@ -17,11 +20,20 @@ REDUCED = json.dumps({"steps": 3, "videos": 3, "checks": 2, "batch_size": 4})
 
 
 def build(monkeypatch, cache, seed=0):
+    """Build the preset as a user does, in a process of its own (``python -m
+    temple_core.models.micro``), then return a backend on it and its folder. (Two builds inside
+    one long-lived test process once differed in the last bits: torch's MKL kernels may depend
+    on how buffers happen to be aligned; a fresh process is what the promise is about.)"""
     monkeypatch.setenv("TEMPLE_CACHE", str(cache))
     monkeypatch.setenv(micro.SETTINGS_ENV, REDUCED)
+    done = subprocess.run([sys.executable, "-m", "temple_core.models.micro", "--seed", str(seed)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
     pm = get_plugin_manager()
     backend = pm.build("backends", "qwen2_vl", pm.get("backends", "qwen2_vl").options(preset="micro", preset_seed=seed))
-    return backend, backend.preset_dir()
+    folder = backend.preset_dir()  # the folder the process built: nothing is built here
+    assert str(folder) in done.stdout
+    return backend, folder
 
 
 def weights(folder):
