@@ -27,7 +27,9 @@ shape, direction of motion) and is pre-trained on exactly the inputs temple late
   questions are never asked).
 
 Everything is seeded (weights, the world's pre-training split, the order of tasks and samples)
-and runs on one CPU thread, so two builds with the same seed are bit-identical. Built on first
+and runs on one CPU thread, meant to make two builds with the same seed bit-identical -- NOT yet
+achieved: separate builds can differ in the last bits (more often across ``PYTHONHASHSEED``
+values; the cause is not found; tests/backends/test_micro_preset.py is xfail). Built on first
 use into ``$TEMPLE_CACHE/presets/qwen2_vl-micro-<key>[-seed<n>]`` (``<key>``: a fingerprint of
 :data:`SETTINGS`, the world and the config, so a change never reuses a stale build), or ahead
 of time with ``python -m temple_core.models.micro``. The build writes ``micro_card.json``
