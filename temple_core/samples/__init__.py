@@ -31,7 +31,7 @@ PIECE_SECONDS = 30.0
 #: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
 SYNTHETIC_FPS = 10
 #: libx264 for the sample videos: one thread, and no macroblock-tree rate control (its SIMD
-#: code differs in the last bits between processor models; see ``_write``). The benchmark
+#: code differs in the last bits between processor models; see ``write_h264``). The benchmark
 #: benchmarks/sample_determinism.py sets them back to libx264's defaults (0, "") to compare.
 ENCODER_THREADS = 1
 X264_PARAMS = "mbtree=0"
@@ -62,8 +62,10 @@ def transnetv2_test_video() -> Path:
     return path
 
 
-def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int) -> None:
-    """Encode RGB frames as H.264 into ``path`` atomically -- the same bytes on every machine.
+def write_h264(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width: int, height: int, *,
+               crf: int = 20, options: dict[str, str] | None = None) -> None:
+    """Encode RGB frames as H.264 (yuv420p) into ``path`` atomically -- the same bytes on every
+    machine: every video temple writes (the samples, the micro world) goes through here.
 
     libx264's macroblock-tree rate control (``mbtree``, on by default) runs SIMD code built
     on ``rcpps``, an approximate reciprocal whose low bits differ between processor models.
@@ -72,12 +74,14 @@ def _write(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, width:
     thread or several, whatever the decoding around it (benchmarks/sample_determinism.py,
     docs/benchmarks.md) -- and one changed piece changed a video's grouping, the pairs and
     the trained weights of the quickstart. Without ``mbtree`` (and with one thread, frame
-    timestamps 0, 1, 2... set here) every write gave the same bytes."""
+    timestamps 0, 1, 2... set here) every write gave the same bytes. ``options``: more libx264
+    options (e.g. the world's GOP size)."""
     with atomic_file(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = ENCODER_THREADS
-        stream.options = {"crf": "20", "preset": "veryfast", "threads": str(ENCODER_THREADS), "x264-params": X264_PARAMS}
+        stream.options = {"crf": str(crf), "preset": "veryfast", **(options or {}), "threads": str(ENCODER_THREADS),
+                          "x264-params": X264_PARAMS}
         time_base = Fraction(1) / Fraction(fps)
         for index, array in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(array, format="rgb24")
@@ -111,7 +115,7 @@ def _pieces(out_dir: Path) -> list[Path]:
             path = out_dir / f"transnetv2-test-{index}.mp4"
             names.append(path)
             if not path.is_file():
-                _write(path, chunk, fps, width, height)
+                write_h264(path, chunk, fps, width, height)
             index += 1
             if len(chunk) < per_piece:
                 break
@@ -138,7 +142,7 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
         for video, shots in _synthetic_videos().items():
             path = out_dir / f"{video}.mp4"
             if not path.is_file():
-                _write(path, frames_of(shots, 128, 96), SYNTHETIC_FPS, 128, 96)
+                write_h264(path, frames_of(shots, 128, 96), SYNTHETIC_FPS, 128, 96)
             paths.append(path)
         return paths
     if name == "heldout_events":
@@ -183,7 +187,7 @@ def _heldout_events(out_dir: Path) -> list[Path]:
         scenes = rng.sample(pool, rng.randint(4, 6))
         lengths = [rng.randint(10, 16) for _ in scenes]
         if not (path.is_file() and sidecar.is_file()):
-            _write(path, frames_of([Shot(s, n) for s, n in zip(scenes, lengths)], width, height), EVENT_FPS, width, height)
+            write_h264(path, frames_of([Shot(s, n) for s, n in zip(scenes, lengths)], width, height), EVENT_FPS, width, height)
             events, at = [], 0
             for scene, n in zip(scenes, lengths):
                 events.append({"start": round(at / EVENT_FPS, 3), "end": round((at + n) / EVENT_FPS, 3), "description": _scene_words(scene)})
