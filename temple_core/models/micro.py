@@ -71,7 +71,7 @@ class Settings:
     """How the micro model is pre-trained (its build key includes all of them)."""
 
     #: Optimizer steps.
-    steps: int = 4500
+    steps: int = 5500
     #: Samples per step (each step's samples are of one task: little padding).
     batch_size: int = 16
     #: AdamW peak learning rate, linear warm-up then cosine to 0.
@@ -96,6 +96,10 @@ class Settings:
     #: clip captions alone leave it within 200 steps, and the other tasks then build on them.
     warm_steps: int = 1500
     warm_tasks: dict = attrs.field(factory=lambda: {"short_clip": 0.6, "first_clip": 0.4})
+    #: Then these steps train only the summaries (text only, cheap): copying a caption list in
+    #: order, learned alone to 92% exact copies in 1,000 steps, but in the mix (35% of its
+    #: steps) only to a loss of ~0.3 by the end. The mix that follows keeps it.
+    copy_steps: int = 1000
     #: Held-out checks written into micro_card.json: samples per skill.
     checks: int = 48
 
@@ -318,8 +322,10 @@ def pretrain(backend, model, tok, folder: Path, seed: int, settings: Settings | 
             pool = load_pool(seed, settings.videos, Path(workdir))
             rng = random.Random(f"micro-pretrain:{seed}")
             tasks = Tasks(captioner, pool, rng)
-            names = list(dict.fromkeys([*settings.warm_tasks, *settings.tasks]))
-            phases = [[settings.warm_tasks.get(n, 0.0) for n in names], [settings.tasks.get(n, 0.0) for n in names]]
+            names = list(dict.fromkeys([*settings.warm_tasks, "summary", *settings.tasks]))
+            shares = [[settings.warm_tasks.get(n, 0.0) for n in names], [float(n == "summary") for n in names],
+                      [settings.tasks.get(n, 0.0) for n in names]]
+            ends = [settings.warm_steps, settings.warm_steps + settings.copy_steps]
             vision = {id(p) for p in model.model.visual.parameters()}
             groups = []
             for in_tower in (False, True):
@@ -333,7 +339,7 @@ def pretrain(backend, model, tok, folder: Path, seed: int, settings: Settings | 
             losses: dict[str, list[float]] = {n: [] for n in names}
             curve = []
             for step in range(1, settings.steps + 1):
-                task = rng.choices(names, phases[0] if step <= settings.warm_steps else phases[1])[0]
+                task = rng.choices(names, shares[sum(step > end for end in ends)])[0]
                 make = getattr(tasks, task)
                 batch = helper.collate_sft([_encode(helper, *make()) for _ in range(settings.batch_size)])
                 loss = model(**batch).loss
