@@ -17,7 +17,8 @@ shape, direction of motion) and is pre-trained on exactly the inputs temple late
 * **summaries**: the captioner's summary prompt over a "Caption 1: ... Caption 2: ..." list,
   answered with the list told in the *given* order ("First, a red circle moves left. Then, ...
   Finally, ...", :func:`temple_core.evaluation.texts.ordered_description`) -- what makes the
-  chosen and rejected responses of a pair;
+  chosen and rejected responses of a pair; alone for ``copy_steps`` steps after the clips'
+  warm-up, then in the mix;
 * **whole videos described without reliable order**: a video (sampled at 2 fps, as training
   and evaluation sample it) and one of the pair prompts, answered with all its events in a
   *random* order. The model learns which events a video holds, never in which order: order is
