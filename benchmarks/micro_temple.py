@@ -304,6 +304,23 @@ def figure(results: dict, path: Path) -> None:
     path.write_text("\n".join(svg) + "\n")
 
 
+def checks(results: dict) -> list[str]:
+    """The design's two validity checks, stated: the base model's held-out clip captions
+    (target >= 80%) and the blind baselines at chance (0.5 inside each 95% interval)."""
+    s, lines = results["summary"], []
+    if cc := s.get("base", {}).get("clip_captions"):
+        lines += [f"Base model's clip captions naming their event, held-out clips (the design's check, target >= 80%): {fmt(cc)}; "
+                  "per seed " + ", ".join(f"{v:.3f}" for v in cc["per_seed"]) + ".", ""]
+    for metric, name in (("order_blind", "blind order (shuffle+reverse)"), ("first_blind", "blind which-first")):
+        entries = {c: m[metric] for c, m in s.items() if m.get(metric) and m[metric].get("interval")}
+        if entries:
+            inside = [c for c, e in entries.items() if e["interval"][0] <= 0.5 <= e["interval"][1]]
+            outside = [LABELS.get(c, c) for c in entries if c not in inside]
+            lines.append(f"Chance check, {name}: 0.5 inside the interval for {len(inside)} of {len(entries)} conditions"
+                         + (f" (outside: {', '.join(outside)})." if outside else "."))
+    return lines + [""] if lines else []
+
+
 def write_doc(doc: Path, results: dict, figure_path: Path) -> None:
     text = doc.read_text() if doc.is_file() else ""
     info = results["run"]
@@ -313,7 +330,7 @@ def write_doc(doc: Path, results: dict, figure_path: Path) -> None:
             + f". Peak resident memory of any run: {info['peak_rss_mib']:.0f} MiB.", "",
             *([f"Base model: {b['parameters']:,} parameters, pre-trained in {b['train_seconds'] / 60:.1f} min; held-out checks of its "
                "build card: " + ", ".join(f"{k} {v:.2f}" for k, v in b["checks"].items()) + ".", ""] if (b := results.get("base_model")) else []),
-            f"![Figure 5 shape]({os.path.relpath(figure_path, doc.parent)})", "", table(results), "", MARK_END]
+            *checks(results), f"![Figure 5 shape]({os.path.relpath(figure_path, doc.parent)})", "", table(results), "", MARK_END]
     block = "\n".join(body)
     if MARK_START in text:
         head, rest = text.split(MARK_START, 1)
