@@ -86,7 +86,7 @@ class Settings:
     weight_decay: float = 0.01
     #: Videos of the world's ``pretrain`` split the samples come from.
     videos: int = 400
-    #: Share of the steps per task, after the warm-up phase.
+    #: Share of the steps per task, after the warm-up and the summaries' own phase.
     #: The summaries get the largest share: copying a list of up to 10 captions in order is
     #: what the chosen and rejected texts of a pair are made of, and it was still learning at
     #: the end of a 20% share.
