@@ -30,9 +30,10 @@ PIECE_SECONDS = 30.0
 
 #: The synthetic sample videos: name -> shots (scene id, frames at 10 fps).
 SYNTHETIC_FPS = 10
-#: libx264 for the sample videos: one thread, and no macroblock-tree rate control (its SIMD
-#: code differs in the last bits between processor models; see ``write_h264``). The benchmark
-#: benchmarks/sample_determinism.py sets them back to libx264's defaults (0, "") to compare.
+#: libx264 for every video temple writes (the samples, the micro world): one thread, and no
+#: macroblock-tree rate control (its SIMD code differs in the last bits between processor
+#: models; see ``write_h264``). The benchmark benchmarks/sample_determinism.py sets them back
+#: to libx264's defaults (0, "") to compare.
 ENCODER_THREADS = 1
 X264_PARAMS = "mbtree=0"
 

@@ -39,6 +39,7 @@ import attrs
 import cv2
 import numpy as np
 
+from temple_core.samples import write_h264
 from temple_core.store.files import write_text_atomic
 
 #: Frame size (square), frames per second, frames per event. 32 x 32: small, simple inputs
@@ -195,8 +196,6 @@ def encode(path: Path, frames: list[np.ndarray]) -> None:
     so a video's bytes are the same on every write and every host -- with libx264's defaults a
     world video could differ in a few bytes between writes on a VM that moves between hosts,
     and two builds of the micro preset with one seed then differed in the last bits)."""
-    from temple_core.samples import write_h264
-
     write_h264(path, frames, FPS, SIZE, SIZE, crf=16, options={"g": str(FPS * 2), "bf": "0"})
 
 

@@ -24,8 +24,8 @@ from temple_core.samples import world
 pytestmark = pytest.mark.slow
 
 
-def digests(folder: Path, name: str) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in samples.materialize(name, folder)}
+def digests(paths: list[Path]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
 def test_sample_videos_are_the_same_bytes_under_load(tmp_path):
@@ -33,12 +33,11 @@ def test_sample_videos_are_the_same_bytes_under_load(tmp_path):
     busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]  # the machine, loaded
     try:
         for name, rounds in (("synthetic", 3), ("transnetv2_test", 2)):
-            results = [digests(tmp_path / f"{name}-{k}", name) for k in range(rounds)]
+            results = [digests(samples.materialize(name, tmp_path / f"{name}-{k}")) for k in range(rounds)]
             assert all(r == results[0] for r in results), f"{name}: different bytes: {results}"
         # The micro world's videos go through the same writer (two micro preset builds with one
         # seed differed in the last bits while the world used libx264's defaults).
-        worlds = [{p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in world.write_split(tmp_path / f"world-{k}", 0, "pretrain", 40)}
-                  for k in range(2)]
+        worlds = [digests(world.write_split(tmp_path / f"world-{k}", 0, "pretrain", 40)) for k in range(2)]
         assert worlds[0] == worlds[1], "micro world: different bytes"
     finally:
         for process in busy:
