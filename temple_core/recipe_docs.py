@@ -76,9 +76,12 @@ def _default_text(field) -> str:
 
 
 def _source(comment: str) -> str:
-    """Where a default comes from: the SPEC section its comment cites, else temple's own choice."""
+    """Where a default comes from: the SPEC section its comment cites, else the release when
+    it cites docs/method.md's table of the release's rules, else temple's own choice."""
     found = re.search(r"SPEC (§\d+(?:\.\d+)*(?:[–-]\d+)?)", comment)
-    return f"SPEC {found.group(1)}" if found else "temple"
+    if found:
+        return f"SPEC {found.group(1)}"
+    return "release" if "docs/method.md" in comment else "temple"
 
 
 def _table(cls, prefix: str, out: list[str], nested: list[tuple[Any, str]]) -> None:
@@ -112,7 +115,8 @@ def render(plugins=None) -> str:
         "Generated from the code by `python -m temple_core.recipe_docs`; every key below is",
         "validated before a run starts. Numbers from SPEC.md are defaults, and every one can be",
         "changed in the recipe. *source* says where a default comes from: the section of",
-        "SPEC.md (the method's numbers) or `temple` (the framework's own choice). A component",
+        "SPEC.md (the method's numbers), `release` (a rule of the authors' release that SPEC.md",
+        "does not spell out, listed in docs/method.md) or `temple` (the framework's own choice). A component",
         "key (`{name: ..., options...}`) takes the options of the component it names, listed",
         "under *Components* below; a training stage's options are written inside its entry.",
         "",

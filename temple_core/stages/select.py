@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import av
@@ -42,6 +42,7 @@ from temple_core.selection import (
 from temple_core.selection.filters import shot_gray_ranges
 from temple_core.store import RunLayout, ShardedJsonl
 from temple_core.store.files import write_bytes_atomic
+from temple_core.video.decoding import GRAY_RULES
 from temple_core.video.source import VideoSource
 
 _ge0 = attrs.validators.ge(0)
@@ -62,6 +63,14 @@ class Config(Section):
     min_shot_seconds: float = attrs.field(default=0.2, validator=_ge0)
     #: Drop a shot whose grayscale levels span less than this (``max - min``). (SPEC §1)
     monochrome_range: int = attrs.field(default=10, validator=[_ge0, attrs.validators.le(256)])
+    #: How a frame's grayscale levels are measured for the monochrome filter: ``rgb``
+    #: (OpenCV's gray of the decoded RGB frame: the release's ``cv2.cvtColor(BGR2GRAY)``) or
+    #: ``luma`` (the decoder's luma plane mapped to full range: no colour conversion);
+    #: docs/method.md.
+    monochrome_gray: Literal["rgb", "luma"] = attrs.field(default="rgb", validator=attrs.validators.in_(GRAY_RULES))
+    #: Count a shot's last frame in its grayscale span (the release's ``frames[start:end]``
+    #: leaves it out: its shots end on the transition frame); docs/method.md.
+    monochrome_last_frame: bool = False
     #: Reject the video if a kept shot is longer than this. (SPEC §1)
     max_shot_seconds: float = attrs.field(default=16.0, validator=_gt0)
     #: Reject the video if it keeps fewer / more shots. (SPEC §1)
@@ -118,6 +127,7 @@ class Selector:
         c = self.config
         video = VideoSource(path, decode_worker=c.decode_worker)
         video.record_gray_range = True
+        video.gray_rule = c.monochrome_gray
         detection = self.detector.detect(video)
         fps, n = float(detection.fps), int(detection.num_frames)
         record.fps, record.num_frames, record.duration = fps, n, round(n / fps, 3)
@@ -129,7 +139,7 @@ class Selector:
             for _ in video.iter_frames(16, 16):
                 pass
             gray = video.gray_range
-        spans = shot_gray_ranges(record.shots, gray)
+        spans = shot_gray_ranges(record.shots, gray, last_frame=c.monochrome_last_frame)
         decision = filter_shots(
             record.shots,
             fps,

@@ -1,5 +1,5 @@
 """Decoding with PyAV: open a file with the decoder settings every pass uses, decode its
-frames, convert them to arrays at any size, read grayscale ranges from the luma plane.
+frames, convert them to arrays at any size, measure each frame's grayscale range.
 
 Shared by the in-process passes of :class:`temple_core.video.source.VideoSource` and the
 decode worker process (:mod:`temple_core.video.worker`), so that both give the same frames
@@ -79,6 +79,42 @@ def gray_range_of(frame: av.VideoFrame, to_gray: Converter) -> tuple[int, int]:
         return low, high
     gray = to_gray(frame)
     return int(gray.min()), int(gray.max())
+
+
+#: How a frame's grayscale levels are measured (``select.monochrome_gray``).
+GRAY_RULES = ("rgb", "luma")
+
+
+class GrayRanges:
+    """Per frame ``(min, max)`` grayscale level over all its pixels, full range, by ``rule``:
+
+    * ``rgb``: OpenCV's gray (``0.299 R + 0.587 G + 0.114 B``, rounded) of the decoded RGB
+      frame at full size -- the release's ``cv2.cvtColor(frame, COLOR_BGR2GRAY)`` on
+      ``cv2.VideoCapture``'s frames. It is not the luma: on test.mp4 the brightest level of
+      most frames is a few levels apart (up to 9, either way). When the pass itself
+      produces full-size RGB (or BGR) frames, those are measured, not converted again.
+    * ``luma``: the luma plane read in place (:func:`gray_range_of`): no conversion.
+    """
+
+    def __init__(self, rule: str, width: int | None, height: int | None, format: str):
+        if rule not in GRAY_RULES:
+            raise ValueError(f"gray rule must be one of {GRAY_RULES}, not {rule!r}")
+        self.rule = rule
+        self.to_gray = Converter(None, None, "gray")
+        full_size = not width and not height
+        self.code = {"rgb24": cv2.COLOR_RGB2GRAY, "bgr24": cv2.COLOR_BGR2GRAY}.get(format) if full_size else None
+        self.to_rgb = Converter(None, None, "rgb24") if rule == "rgb" and self.code is None else None
+
+    def __call__(self, frame: av.VideoFrame, array: np.ndarray) -> tuple[int, int]:
+        """``array``: the pass's own conversion of ``frame``."""
+        if self.rule == "luma":
+            return gray_range_of(frame, self.to_gray)
+        if self.code is not None:
+            gray = cv2.cvtColor(array, self.code)
+        else:
+            gray = cv2.cvtColor(self.to_rgb(frame), cv2.COLOR_RGB2GRAY)
+        low, high = cv2.minMaxLoc(gray)[:2]
+        return int(low), int(high)
 
 
 def open_video(path: Path):

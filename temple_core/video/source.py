@@ -24,7 +24,7 @@ import numpy as np
 
 from temple_core.errors import VideoError
 from temple_core.video import worker as decode_worker
-from temple_core.video.decoding import Converter, decode_frames, gray_range_of, open_video
+from temple_core.video.decoding import Converter, GrayRanges, decode_frames, open_video
 
 # Decoding forward is cheaper than a seek (which restarts at a keyframe) for short gaps.
 _SEEK_GAP_FRAMES = 48
@@ -51,8 +51,10 @@ class VideoSource:
 
     Set ``record_gray_range = True`` before a streaming pass (:meth:`iter_frames`) to also
     get, per frame, the min and max grayscale level over all its pixels at full resolution
-    (``gray_range``: ``uint8`` array ``(num_frames, 2)``) -- selection's monochrome filter
-    needs them, and computing them during the detector's pass saves a second decode.
+    (``gray_range``: ``uint8`` array ``(num_frames, 2)``), measured as ``gray_rule`` says
+    (:class:`temple_core.video.decoding.GrayRanges`: ``rgb``, the release's, or ``luma``) --
+    selection's monochrome filter needs them, and computing them during the detector's pass
+    saves a second decode.
 
     With ``decode_worker=True`` a streaming pass decodes in a separate, persistent worker
     process (:mod:`temple_core.video.worker`) while the caller works on the frames it has
@@ -91,6 +93,7 @@ class VideoSource:
         self._num_frames: int | None = None
         self._seekable = self._time_base is not None
         self.record_gray_range = False
+        self.gray_rule = "rgb"
         self.gray_range: np.ndarray | None = None
 
     def __repr__(self) -> str:
@@ -128,7 +131,7 @@ class VideoSource:
         """
         ranges: list[tuple[int, int]] | None = [] if self.record_gray_range else None
         count = 0
-        chunks = self._worker_pass(width, height, format, ranges is not None)
+        chunks = self._worker_pass(width, height, format, self.gray_rule if ranges is not None else None)
         if chunks is not None:
             for frames, gray in chunks:
                 if ranges is not None:
@@ -136,12 +139,13 @@ class VideoSource:
                 yield from frames
                 count += len(frames)
         else:
-            to_gray = Converter(None, None, "gray")
+            gray = GrayRanges(self.gray_rule, width, height, format) if ranges is not None else None
             convert = Converter(width, height, format)
             for frame in self._decode():
-                if ranges is not None:
-                    ranges.append(gray_range_of(frame, to_gray))
-                yield convert(frame)
+                array = convert(frame)
+                if gray is not None:
+                    ranges.append(gray(frame, array))
+                yield array
                 count += 1
         if count == 0:
             raise VideoError(f"{self.path}: no frame decodes")
@@ -155,7 +159,7 @@ class VideoSource:
         if ranges is not None:
             self.gray_range = np.asarray(ranges, dtype=np.uint8).reshape(-1, 2)
 
-    def _worker_pass(self, width: int | None, height: int | None, format: str, gray: bool):
+    def _worker_pass(self, width: int | None, height: int | None, format: str, gray: str | None):
         """The pass's ``(frames, gray ranges)`` chunks from the decode worker, or ``None`` to
         decode in-process (worker off or busy, one CPU, a format the ring does not carry)."""
         if not self.decode_worker or format not in decode_worker.PIPE_FORMATS or not decode_worker.usable():

@@ -11,7 +11,7 @@ Protocol. The parent sends small pickled messages over a socket pair; frames tra
 ring of ``SLOTS`` slots in a shared memory file the parent creates (and unlinks as soon as
 the worker has mapped it, so nothing is left behind whatever happens to either process). The
 worker decodes and converts exactly as the in-process pass does (the same
-:class:`temple_core.video.decoding.Converter` and :func:`temple_core.video.decoding.gray_range_of`, so the
+:class:`temple_core.video.decoding.Converter` and :class:`temple_core.video.decoding.GrayRanges`, so the
 frames and ranges are the same bytes), fills a free slot with up to ``MAX_CHUNK`` frames and
 says so (``frames``); the parent copies the chunk out, hands the slot back (``free``) and
 yields the frames. Memory is bounded by the ring (``SLOTS`` slots of ``max(SLOT_BYTES, one
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from temple_core.errors import VideoError
-from temple_core.video.decoding import Converter, decode_frames, gray_range_of
+from temple_core.video.decoding import Converter, GrayRanges, decode_frames
 
 SLOTS = 4
 SLOT_BYTES = 1 << 20  # a slot holds at least this much (or one frame, if larger)
@@ -107,7 +107,7 @@ class _Job:
     def run(self) -> None:
 
         convert = Converter(self.width, self.height, self.format)
-        to_gray = Converter(None, None, "gray")
+        measure = GrayRanges(self.gray, self.width, self.height, self.format) if self.gray else None
         slot, n, shape, nbytes, ranges, view = -1, 0, None, 0, [], None
         count = 0
 
@@ -122,7 +122,7 @@ class _Job:
             try:
                 for frame in decode_frames(Path(self.path)):
                     array = convert(frame)
-                    gray = gray_range_of(frame, to_gray) if self.gray else None
+                    gray = measure(frame, array) if measure is not None else None
                     count += 1
                     if array.nbytes > self.slot_bytes:  # larger than planned (size change): inline
                         flush()
@@ -271,9 +271,10 @@ class DecodeWorker:
         return path
 
     # passes
-    def try_pass(self, path, width, height, format, frame_shape, gray: bool) -> Iterator[tuple] | None:
+    def try_pass(self, path, width, height, format, frame_shape, gray: str | None) -> Iterator[tuple] | None:
         """An iterator of ``(frames, gray_ranges)`` chunks for one pass, or ``None`` when the
-        worker is busy with another pass (the caller decodes in-process then)."""
+        worker is busy with another pass (the caller decodes in-process then). ``gray``: the
+        rule of the ranges (``rgb`` / ``luma``), ``None`` for none."""
         if not self._lock.acquire(blocking=False):
             return None
         try:

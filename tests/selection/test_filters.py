@@ -40,10 +40,13 @@ def test_shot_count_limits():
     assert not filter_shots([[i * 20, i * 20 + 19] for i in range(32)], 10.0, None).rejected
 
 
-def test_gray_ranges_span_all_frames_of_a_shot():
+def test_gray_ranges_span_the_frames_of_a_shot_but_its_last():
     per_frame = np.array([[10, 15], [12, 14], [0, 5], [100, 101], [90, 99]], dtype=np.uint8)
-    # Shot 0 covers frames 0-2: min 0, max 15; shot 1 frames 3-4: 90..101.
-    assert shot_gray_ranges([[0, 2], [3, 4]], per_frame) == [15, 11]
+    # The release's frames[start:end]: shot [0, 2] spans frames 0-1 (10..15), [3, 4] frame 3.
+    assert shot_gray_ranges([[0, 2], [3, 4]], per_frame) == [5, 1]
+    # With its last frame: frames 0-2 (0..15) and 3-4 (90..101).
+    assert shot_gray_ranges([[0, 2], [3, 4]], per_frame, last_frame=True) == [15, 11]
+    assert shot_gray_ranges([[4, 4]], per_frame) == [0]
 
 
 def test_segments_are_runs_of_equal_groups():

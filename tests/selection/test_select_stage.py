@@ -78,9 +78,12 @@ def test_decisions_on_synthetic_videos(full_run):
     assert fade["status"] == "kept"
     assert close(fade["clips"], [[0, 24], [35, 59], [60, 84], [85, 109]])
 
-    flash = r["flash"]  # the 3-frame flash: too few frames; the black shot: monochrome
+    # The 3-frame flash is not a shot (the release's cuts drop it: no stage count); the
+    # black shot is monochrome.
+    flash = r["flash"]
     assert flash["status"] == "kept"
-    assert flash["details"]["too_few_frames"] == 1 and flash["details"]["monochrome"] == 1
+    assert flash["details"]["too_few_frames"] == 0 and flash["details"]["monochrome"] == 1
+    assert not any(s <= 26 <= e for s, e in flash["shots"])
     assert close(flash["clips"], [[0, 24], [28, 52], [53, 77], [90, 114], [115, 139]])
     assert flash["groups"][0] == [0, 1]  # scene 0 before and after the flash: one group
     assert flash["segments"] == [[0, 1], [2], [3], [4]]
