@@ -32,9 +32,26 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 
 
 def barrier(world_size: int) -> None:
-    """Wait for every process of the launch (no-op for one process)."""
+    """Wait for every process of the launch (no-op for one process).
+
+    accelerate's ``PartialState()`` sets up a process group for GPUs only: under torchrun on a
+    machine without one it is ``DistributedType.NO`` and its ``wait_for_everyone`` returns at
+    once. Without a GPU it is asked for CPU processes (gloo), as the trainers do through
+    transformers' ``use_cpu``; a state that still does not span the launch is an error, not a
+    barrier that does not wait.
+    """
     if world_size <= 1:
         return
+    import torch
     from accelerate import PartialState  # imported late: it is slow and only needed here
 
-    PartialState().wait_for_everyone()
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes != world_size:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() == world_size:
+            torch.distributed.barrier()
+            return
+        raise RuntimeError(
+            f"cannot synchronise the {world_size} processes of this launch: accelerate's state has "
+            f"{state.num_processes} ({state.distributed_type}) and no process group spans them"
+        )
+    state.wait_for_everyone()
