@@ -10,6 +10,8 @@ then reports
   frames (only the windows differ) and on the release's own input (the default pipeline);
 * the time of the network pass, min / median / max over ``--repeat`` runs, each setting run in
   turn (release, library, ...) so both meet the same load;
+* end to end, the shots the select stage gets by default (release windows, the release's
+  input and ``get_cuts``) against the library's own shots (8-frame minimum applied);
 * the boundaries found by one side only, with both sides' highest probability within +-1 frame
   (are they near the threshold, or near a segment's seam at frames 1800, 3400, ...?).
 
@@ -38,6 +40,16 @@ def boundaries(probabilities, threshold=0.5):
     from temple_plugins.shot_detectors.transnetv2 import scenes_from
 
     return [s for s, _ in scenes_from(probabilities, threshold)[1:]]
+
+
+def shot_agreement(release_probabilities, library_probabilities, threshold=0.5, min_frames=8):
+    from temple_plugins.shot_detectors.transnetv2 import release_cuts, scenes_from
+
+    ours = release_cuts(release_probabilities, threshold, min_frames)
+    theirs = [s for s in scenes_from(library_probabilities, threshold) if s[1] - s[0] + 1 >= min_frames]
+    a, b = [s for s, _ in ours[1:]], [s for s, _ in theirs[1:]]
+    return {"shots": len(ours), "library_shots": len(theirs), "f1_starts": round(f1(a, b), 4),
+            "identical_shots": sum(1 for s in ours if s in theirs)}
 
 
 def spread(values):
@@ -110,6 +122,10 @@ def main() -> None:
                                             "max_prob_diff": round(float(np.abs(results["release"][k] - library_own[k]).max()), 4)},
             "release_pipeline_opencv_input": {"boundaries": len(boundaries(release_on_opencv[k])),
                                               "f1_vs_library_own": round(f1(boundaries(release_on_opencv[k]), reference), 4)},
+            # End to end, the shots the select stage gets: the default (release windows on the
+            # release's input, the release's get_cuts) against the library's own shots with
+            # the stage's 8-frame minimum applied; boundaries = starts of shots 2...
+            "default_shots_vs_library_shots": shot_agreement(release_on_opencv[k], library_own[k]),
             "only_release_windows": unmatched(ours, reference, results["release"][k], library_own[k]),
             "only_library": unmatched(reference, ours, library_own[k], results["release"][k]),
         }
