@@ -147,13 +147,18 @@ def run_metrics(run: Path, checkpoint: str, seed: int) -> dict:
         m[f"{label}_cells"] = {p: {str(r): pooled(order_outcomes(folder / f"{label}.jsonl", (p,), r), seed)["value"]
                                    for r in DIFFICULTIES} for p in ("drop", "shuffle", "reverse")}
         m[f"{label}_drop"] = pooled(order_outcomes(folder / f"{label}.jsonl", ("drop",)), seed)
-    for label in ("first", "first_blind", "recall", "clip_captions"):
+    for label in ("first", "first_blind", "first_text", "first_text_blind", "recall", "clip_captions"):
         path = folder / f"{label}.json"
         if path.is_file():
             result = json.loads(path.read_text())
             m[label] = {"value": result.get("score"), "interval": result.get("interval"), "n": result.get("n")}
             if label == "clip_captions":
                 m["clip_captions_exact"] = result.get("metrics", {}).get("exact")
+    for label in ("first", "first_text"):  # how many questions were answered with the second option
+        path = folder / f"{label}.jsonl"
+        if path.is_file():
+            records = [r for r in read_jsonl(path) if "chosen" in r]
+            m[f"{label}_second"] = {"second": sum(1 for r in records if r["chosen"] == 1), "questions": len(records)}
     return m
 
 
@@ -179,7 +184,8 @@ def paired_video_interval(a: dict[str, list[float]], b: dict[str, list[float]], 
 def aggregate(out: Path, seeds: list[int], conditions: list[str]) -> dict:
     runs = {"base": ("generate", "base"), **{c: (c, "final") for c in conditions}}
     per_seed = {s: {c: run_metrics(out / f"seed{s}" / run, ckpt, s) for c, (run, ckpt) in runs.items()} for s in seeds}
-    metrics = ["order", "order_drop", "first", "recall", "order_blind", "order_blind_drop", "first_blind", "clip_captions"]
+    metrics = ["order", "order_drop", "first", "recall", "order_blind", "order_blind_drop", "first_blind", "clip_captions",
+               "first_text", "first_text_blind"]
     summary: dict = {}
     for c in runs:
         summary[c] = {}
@@ -192,10 +198,15 @@ def aggregate(out: Path, seeds: list[int], conditions: list[str]) -> dict:
                              "interval_kind": "t over seeds" if len(values) > 1 else "bootstrap over videos (one seed)"}
         done = [s for s in seeds if per_seed[s][c]]
         summary[c]["seeds"] = done
+        for label in ("first", "first_text"):
+            if any(f"{label}_second" in per_seed[s][c] for s in done):
+                summary[c][f"{label}_second"] = [per_seed[s][c].get(f"{label}_second") for s in done]
         summary[c]["cells"] = {p: {str(r): _mean([per_seed[s][c]["order_cells"][p][str(r)] for s in done]) for r in DIFFICULTIES}
                                for p in ("drop", "shuffle", "reverse")}
-    # TEMPLE vs every other condition: paired per seed.
-    versus = {}
+    # TEMPLE vs every other condition: paired per seed (order, the primary metric; and the
+    # which-first questions scored by option text, run 3's secondary reading).
+    versus: dict = {}
+    versus_first_text: dict = {}
     if "temple" in conditions:
         for c in runs:
             if c == "temple":
@@ -214,7 +225,15 @@ def aggregate(out: Path, seeds: list[int], conditions: list[str]) -> dict:
                 interval, kind = paired_video_interval(a, b, s), "paired bootstrap over videos (one seed)"
             versus[c] = {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "seeds": both, "interval_kind": kind,
                          "effect": bool(len(both) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
-    return {"seeds": seeds, "per_seed": {str(s): v for s, v in per_seed.items()}, "summary": summary, "temple_vs": versus}
+            text = [s for s in both if "first_text" in per_seed[s]["temple"] and "first_text" in per_seed[s][c]]
+            if len(text) > 1:
+                diffs = [per_seed[s]["temple"]["first_text"]["value"] - per_seed[s][c]["first_text"]["value"] for s in text]
+                interval = t_interval(diffs)
+                versus_first_text[c] = {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "seeds": text,
+                                        "interval_kind": "paired t over seeds",
+                                        "effect": bool(len(text) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
+    return {"seeds": seeds, "per_seed": {str(s): v for s, v in per_seed.items()}, "summary": summary, "temple_vs": versus,
+            "temple_vs_first_text": versus_first_text}
 
 
 def _mean(values):
@@ -249,6 +268,21 @@ def table(results: dict) -> str:
         rows += ["", "TEMPLE minus each condition, order accuracy (shuffle+reverse), paired:", "",
                  "| vs | seeds | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|---|"]
         for c, d in results["temple_vs"].items():
+            rows.append(f"| {LABELS.get(c, c)} | {len(d['seeds'])} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
+    if any("first_text" in m for m in s.values()):
+        rows += ["", "Which happened first?, each option scored by its text alone (run 3; docs/science.md) -- accuracy, "
+                 "its blind baseline, and the questions answered with the second option per seed (of each seed's questions), "
+                 "with letters (`first`) and by text (`first_text`):", "",
+                 "| condition | which first? (text) | blind (text) | 2nd option, letters | 2nd option, text |", "|---|---|---|---|---|"]
+        for c, m in s.items():
+            def seconds(key):
+                return ", ".join(f"{e['second']}/{e['questions']}" if e else "--" for e in m.get(key, [])) or "--"
+            rows.append(f"| {LABELS.get(c, c)} | {fmt(m.get('first_text'))} | {fmt(m.get('first_text_blind'))} | "
+                        f"{seconds('first_second')} | {seconds('first_text_second')} |")
+    if results.get("temple_vs_first_text"):
+        rows += ["", "TEMPLE minus each condition, which-first by option text, paired:", "",
+                 "| vs | seeds | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|---|"]
+        for c, d in results["temple_vs_first_text"].items():
             rows.append(f"| {LABELS.get(c, c)} | {len(d['seeds'])} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
     return "\n".join(rows)
 
@@ -311,7 +345,8 @@ def checks(results: dict) -> list[str]:
     if cc := s.get("base", {}).get("clip_captions"):
         lines += [f"Base model's clip captions naming their event, held-out clips (the design's check, target >= 80%): {fmt(cc)}; "
                   "per seed " + ", ".join(f"{v:.3f}" for v in cc["per_seed"]) + ".", ""]
-    for metric, name in (("order_blind", "blind order (shuffle+reverse)"), ("first_blind", "blind which-first")):
+    for metric, name in (("order_blind", "blind order (shuffle+reverse)"), ("first_blind", "blind which-first"),
+                         ("first_text_blind", "blind which-first by option text")):
         entries = {c: m[metric] for c, m in s.items() if m.get(metric) and m[metric].get("interval")}
         if entries:
             inside = [c for c, e in entries.items() if e["interval"][0] <= 0.5 <= e["interval"][1]]

@@ -29,10 +29,15 @@ def test_quick_study_runs_every_stage_and_reads_every_score(tmp_path):
     stages = sorted(p.name for p in (seed / "temple" / "train").iterdir() if p.is_dir())
     assert stages == ["0-dpo", "1-dpo", "2-dpo", "3-dpo", "4-sft"]
     results = json.loads((out / "results.json").read_text())
-    for condition, metrics in (("base", ("order", "order_blind", "first", "first_blind", "recall", "clip_captions")),
-                               ("temple", ("order", "order_blind", "first", "first_blind", "recall"))):
+    which_first = ("first", "first_blind", "first_text", "first_text_blind")
+    for condition, metrics in (("base", ("order", "order_blind", *which_first, "recall", "clip_captions")),
+                               ("temple", ("order", "order_blind", *which_first, "recall"))):
         for m in metrics:
             value = results["summary"][condition][m]["mean"]
             assert 0.0 <= value <= 1.0, (condition, m, value)
+        # Per seed, how many questions were answered with the second option, of all of them.
+        for key in ("first_second", "first_text_second"):
+            (entry,) = results["summary"][condition][key]
+            assert 0 <= entry["second"] <= entry["questions"] and entry["questions"] > 0, (condition, key, entry)
     assert set(results["temple_vs"]) == {"base"}
     assert (out / "fig5.svg").read_text().startswith("<svg") and "## Results" in (out / "science.md").read_text()
