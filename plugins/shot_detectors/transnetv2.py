@@ -280,6 +280,10 @@ class TransNetV2Detector(ShotDetector):
         device: str = attrs.field(default="cpu")
         #: Windows of 100 frames per forward pass (``windows: library``).
         batch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+        #: On the CPU, keep the memory the network frees for its next forward instead of handing
+        #: it back to the system (``temple_core.allocator``; glibc only): ~1.6x faster on
+        #: 2,000-frame segments, the same probabilities, ~1.5x the peak memory.
+        reuse_freed_memory: bool = True
 
         def __attrs_post_init__(self):
             if self.overlap >= self.segment:
@@ -310,10 +314,14 @@ class TransNetV2Detector(ShotDetector):
             yield cv2.resize(frame, (INPUT_W, INPUT_H))  # OpenCV's default interpolation: bilinear
 
     def probabilities(self, video) -> tuple[np.ndarray, np.ndarray]:
+        from temple_core.allocator import reuse_freed_memory
+
         o = self.options
-        if o.windows == "release":
-            return predict_release(self.model, self.frames(video), o.segment, o.overlap, o.final)
-        return predict(self.model, self.frames(video), batch=o.batch)
+        model = self.model
+        with reuse_freed_memory(o.reuse_freed_memory and model.device.type == "cpu"):
+            if o.windows == "release":
+                return predict_release(model, self.frames(video), o.segment, o.overlap, o.final)
+            return predict(model, self.frames(video), batch=o.batch)
 
     def detect(self, video) -> ShotDetection:
         single, many = self.probabilities(video)
