@@ -18,7 +18,8 @@ then reports
 ``--only release|library`` runs one whole detection (``TransNetV2Detector.probabilities``:
 decoding, resizing and the network) with that setting's defaults and prints its time and peak
 memory: time two such processes against each other with any whole-process timer, e.g.
-``/usr/bin/time -v python benchmarks/transnetv2_windows.py --only release``.
+``/usr/bin/time -v python benchmarks/transnetv2_windows.py --only release``; ``--no-reuse``
+turns the detector's ``reuse_freed_memory`` off (glibc's own allocation behaviour).
 
     python benchmarks/transnetv2_windows.py [VIDEO] [--repeat 3] [--threads N]
 """
@@ -56,16 +57,16 @@ def spread(values):
     return {"min": round(min(values), 2), "median": round(statistics.median(values), 2), "max": round(max(values), 2)}
 
 
-def only(video: str, windows: str) -> None:
+def only(video: str, windows: str, reuse: bool = True) -> None:
     from temple_core.video.source import VideoSource
     from temple_plugins.shot_detectors.transnetv2 import TransNetV2Detector
 
     resize = "opencv" if windows == "release" else "swscale"
-    detector = TransNetV2Detector(TransNetV2Detector.Options(windows=windows, resize=resize))
+    detector = TransNetV2Detector(TransNetV2Detector.Options(windows=windows, resize=resize, reuse_freed_memory=reuse))
     detector.model  # loading is not the windows' cost
     started = time.perf_counter()
     single, _ = detector.probabilities(VideoSource(video))
-    print(json.dumps({"windows": windows, "resize": resize, "frames": len(single), "seconds": round(time.perf_counter() - started, 2),
+    print(json.dumps({"windows": windows, "resize": resize, "reuse_freed_memory": reuse, "frames": len(single), "seconds": round(time.perf_counter() - started, 2),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
@@ -76,13 +77,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--only", choices=["release", "library"])
+    parser.add_argument("--no-reuse", action="store_true", help="--only: reuse_freed_memory off (glibc's default allocation)")
     args = parser.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.only:
-        only(args.video, args.only)
+        only(args.video, args.only, reuse=not args.no_reuse)
         return
 
     from temple_core.video.source import VideoSource
