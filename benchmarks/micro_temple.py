@@ -223,17 +223,20 @@ def aggregate(out: Path, seeds: list[int], conditions: list[str]) -> dict:
                 run, ckpt = runs[c]
                 b = order_outcomes(out / f"seed{s}" / run / "eval" / ckpt / "order.jsonl")
                 interval, kind = paired_video_interval(a, b, s), "paired bootstrap over videos (one seed)"
-            versus[c] = {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "seeds": both, "interval_kind": kind,
-                         "effect": bool(len(both) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
+            versus[c] = paired_entry(diffs, both, interval, kind)
             text = [s for s in both if "first_text" in per_seed[s]["temple"] and "first_text" in per_seed[s][c]]
             if len(text) > 1:
                 diffs = [per_seed[s]["temple"]["first_text"]["value"] - per_seed[s][c]["first_text"]["value"] for s in text]
-                interval = t_interval(diffs)
-                versus_first_text[c] = {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "seeds": text,
-                                        "interval_kind": "paired t over seeds",
-                                        "effect": bool(len(text) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
+                versus_first_text[c] = paired_entry(diffs, text, t_interval(diffs), "paired t over seeds")
     return {"seeds": seeds, "per_seed": {str(s): v for s, v in per_seed.items()}, "summary": summary, "temple_vs": versus,
             "temple_vs_first_text": versus_first_text}
+
+
+def paired_entry(diffs: list[float], seeds: list[int], interval, kind: str) -> dict:
+    """TEMPLE minus a condition over ``seeds``, and whether it is an effect by the design's rule
+    (3 seeds or more, the 95% interval excludes 0)."""
+    return {"mean": sum(diffs) / len(diffs), "interval": interval, "per_seed": diffs, "seeds": seeds, "interval_kind": kind,
+            "effect": bool(len(seeds) >= 3 and interval and (interval[0] > 0 or interval[1] < 0))}
 
 
 def _mean(values):
@@ -264,11 +267,7 @@ def table(results: dict) -> str:
         cells = m["cells"]
         rows.append(f"| {LABELS.get(c, c)} | " + " | ".join(
             "--" if cells[p][str(r)] is None else f"{cells[p][str(r)]:.2f}" for p in ("drop", "shuffle", "reverse") for r in DIFFICULTIES) + " |")
-    if results["temple_vs"]:
-        rows += ["", "TEMPLE minus each condition, order accuracy (shuffle+reverse), paired:", "",
-                 "| vs | seeds | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|---|"]
-        for c, d in results["temple_vs"].items():
-            rows.append(f"| {LABELS.get(c, c)} | {len(d['seeds'])} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
+    rows += paired_rows("TEMPLE minus each condition, order accuracy (shuffle+reverse), paired:", results["temple_vs"])
     if any("first_text" in m for m in s.values()):
         rows += ["", "Which happened first?, each option scored by its text alone (run 3; docs/science.md) -- accuracy, "
                  "its blind baseline, and the questions answered with the second option per seed (of each seed's questions), "
@@ -279,12 +278,18 @@ def table(results: dict) -> str:
                 return ", ".join(f"{e['second']}/{e['questions']}" if e else "--" for e in m.get(key, [])) or "--"
             rows.append(f"| {LABELS.get(c, c)} | {fmt(m.get('first_text'))} | {fmt(m.get('first_text_blind'))} | "
                         f"{seconds('first_second')} | {seconds('first_text_second')} |")
-    if results.get("temple_vs_first_text"):
-        rows += ["", "TEMPLE minus each condition, which-first by option text, paired:", "",
-                 "| vs | seeds | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|---|"]
-        for c, d in results["temple_vs_first_text"].items():
-            rows.append(f"| {LABELS.get(c, c)} | {len(d['seeds'])} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
+    rows += paired_rows("TEMPLE minus each condition, which-first by option text, paired:", results.get("temple_vs_first_text"))
     return "\n".join(rows)
+
+
+def paired_rows(title: str, entries: dict | None) -> list[str]:
+    """A table of :func:`paired_entry` results, one row per condition (none: no rows)."""
+    if not entries:
+        return []
+    rows = ["", title, "", "| vs | seeds | difference | interval kind | effect (3 seeds, interval excludes 0) |", "|---|---|---|---|---|"]
+    for c, d in entries.items():
+        rows.append(f"| {LABELS.get(c, c)} | {len(d['seeds'])} | {fmt(d)} | {d['interval_kind']} | {'yes' if d['effect'] else 'no'} |")
+    return rows
 
 
 def figure(results: dict, path: Path) -> None:

@@ -100,7 +100,7 @@ class GrayRanges:
         if rule not in GRAY_RULES:
             raise ValueError(f"gray rule must be one of {GRAY_RULES}, not {rule!r}")
         self.rule = rule
-        self.to_gray = Converter(None, None, "gray")
+        self.to_gray = Converter(None, None, "gray") if rule == "luma" else None
         full_size = not width and not height
         self.code = {"rgb24": cv2.COLOR_RGB2GRAY, "bgr24": cv2.COLOR_BGR2GRAY}.get(format) if full_size else None
         self.to_rgb = Converter(None, None, "rgb24") if rule == "rgb" and self.code is None else None
