@@ -37,8 +37,10 @@ def barrier(world_size: int) -> None:
     accelerate's ``PartialState()`` sets up a process group for GPUs only: under torchrun on a
     machine without one it is ``DistributedType.NO`` and its ``wait_for_everyone`` returns at
     once. Without a GPU it is asked for CPU processes (gloo), as the trainers do through
-    transformers' ``use_cpu``; a state that still does not span the launch is an error, not a
-    barrier that does not wait.
+    transformers' ``use_cpu``. accelerate's state is one per process: when something made it
+    first the GPU way, this call gets that one-process state back, and the process group it
+    made under it (accelerate 1.16 does make one) is waited on directly. A launch that neither
+    spans is an error, not a barrier that does not wait.
     """
     if world_size <= 1:
         return

@@ -19,7 +19,13 @@ SCRIPT = textwrap.dedent(
     from temple_core.distributed import barrier, rank_world
 
     rank, world = rank_world()
-    folder = Path(sys.argv[1])
+    folder, mode = Path(sys.argv[1]), sys.argv[2]
+    if mode == "accelerate_first":
+        # Something else made accelerate's state first, the GPU way. Without a GPU that state is
+        # DistributedType.NO for one process (its process group made but not used), and
+        # barrier's PartialState(cpu=True) gets that same shared state back.
+        from accelerate import PartialState
+        assert PartialState().num_processes == 1
     barrier(world)  # the first one also sets the state up (which alone happens to wait)
     for round in range(2):
         marker = folder / f"rank1-round{round}"
@@ -41,13 +47,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_barrier_waits_for_the_slow_process(tmp_path):
+def launch(tmp_path, mode: str) -> None:
     script = tmp_path / "barrier.py"
     script.write_text(SCRIPT)
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         str(script), str(tmp_path)],
+         str(script), str(tmp_path), mode],
         capture_output=True, text=True, timeout=180, env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+def test_barrier_waits_for_the_slow_process(tmp_path):
+    launch(tmp_path, "fresh")
+    assert (tmp_path / "rank0-ok").is_file() and (tmp_path / "rank1-ok").is_file()
+
+
+def test_barrier_waits_when_accelerate_state_was_made_without_cpu(tmp_path):
+    """accelerate's state already exists and does not span the launch; the process group under it still waits."""
+    launch(tmp_path, "accelerate_first")
     assert (tmp_path / "rank0-ok").is_file() and (tmp_path / "rank1-ok").is_file()
