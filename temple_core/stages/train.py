@@ -358,6 +358,9 @@ def run(ctx, callbacks: list | None = None) -> dict:
                 raise TempleError(f"trainer {stage.trainer.name!r} wrote no merged model to {folder.merged}")
             plot_stage(folder.folder, f"{stage.dir_name} ({stage.trainer.name})")
             ledger.finish(unit(stage), fp, upstream, summary, seconds)
+            # Only now: an interrupt before the finish record resumes from the last checkpoint.
+            if summary.get("checkpoints_kept") is False:
+                folder.remove(folder.checkpoints)
             # The previous stage's merged weights were only needed as this stage's start/reference.
             if not config.keep_merged and start_dir is not None:
                 layout.remove(start_dir)

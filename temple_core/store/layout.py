@@ -300,7 +300,7 @@ class TrainStageLayout:
 
 #: What a training stage's folder holds (docs/training.md shows it).
 TRAIN_STAGE_ENTRIES: tuple[tuple[str, str], ...] = (
-    ("checkpoints/", "the Trainer's checkpoints while it runs (deleted once merged/ is complete)"),
+    ("checkpoints/", "the Trainer's checkpoints while it runs (deleted once the ledger records the stage finished)"),
     ("adapter/", "the LoRA adapter"),
     ("merged/", "the adapter merged into the weights: the next stage's start and DPO reference"),
     ("metrics.jsonl", "one line per logged step (loss, rewards, grad norm, lr, ...)"),

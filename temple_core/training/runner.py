@@ -104,8 +104,6 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
         else:
             tctx.backend.merge_and_save(trainer.accelerator.unwrap_model(trainer.model), tmp)
         layout.publish_merged(tmp)  # a merged/ folder is always complete
-        if not keep_checkpoints:
-            layout.remove(layout.checkpoints)
     trainer.accelerator.wait_for_everyone()
     metrics = dict(output.metrics)
     return {
@@ -113,6 +111,9 @@ def train_and_merge(tctx, trainer, keep_checkpoints: bool = False) -> dict[str, 
         "resumed_from": resume,
         "train_loss": metrics.get("train_loss"),
         "train_seconds": round(time.time() - began, 2),
+        # The stage runner deletes checkpoints/ once the ledger says the stage finished: until
+        # then an interrupted stage resumes from its last checkpoint instead of step 0.
+        "checkpoints_kept": keep_checkpoints,
         **distribution_of(trainer),
     }
 

@@ -53,6 +53,30 @@ def videos(tmp_path_factory):
     return write_videos(tmp_path_factory.mktemp("videos"), 2)
 
 
+def test_interrupt_after_the_merge_before_the_finish_record_keeps_the_training(tmp_path, videos, monkeypatch):
+    """merged/ is published, then the process dies before the ledger says finished (a Ctrl-C
+    while the curves are drawn): the rerun resumes from the final checkpoint, not step 0."""
+    from temple_core.training import curves
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted("interrupted between the merge and the finish record")
+
+    data = make_recipe(tmp_path / "run", videos)
+    with monkeypatch.context() as patch:
+        patch.setattr(curves, "plot_stage", interrupted)
+        with pytest.raises(Interrupted):
+            run(data)
+    stage_dir = tmp_path / "run" / "train" / "0-dpo"
+    assert (stage_dir / "merged").is_dir()
+    assert (stage_dir / "checkpoints" / "checkpoint-6").is_dir(), "the checkpoints went before the stage was recorded done"
+    resumed = run(data)["stages"][0]
+    assert resumed["status"] == "ran" and resumed["resumed_from"].endswith("checkpoint-6")
+    assert [m["step"] for m in read_jsonl(stage_dir / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+    assert not (stage_dir / "checkpoints").exists()  # finished now: deleted as before
+    again = run(data)["stages"][0]
+    assert again["status"] == "up to date"
+
+
 def test_interrupted_stage_resumes_to_the_same_weights(tmp_path, videos):
     whole = run(make_recipe(tmp_path / "whole", videos))
     assert whole["stages"][0]["steps"] == 6
