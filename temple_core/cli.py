@@ -46,13 +46,25 @@ def stay_offline(environ=os.environ) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from temple_core import __version__
+
     parser = argparse.ArgumentParser(prog="temple", description="TEMPLE: temporal preference learning for Video LLMs")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"temple {__version__}")
+    # --debug also after the command (`temple run --debug x.yaml`); SUPPRESS keeps the top-level value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = commands.add_parser
+
+    def with_common(name, **kwargs):
+        return add_parser(name, parents=[common], **kwargs)
+
+    commands.add_parser = with_common
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
     plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True, metavar="SUBCOMMAND")
-    listing = plugin_commands.add_parser("list", help="every component of every kind, and plugins that failed to load")
+    listing = plugin_commands.add_parser("list", parents=[common], help="every component of every kind, and plugins that failed to load")
     listing.add_argument("--kind", choices=KINDS, help="only this kind")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -115,8 +127,10 @@ def _run(args) -> int:
     from temple_core.stages.runner import run_stages
 
     stages = None
-    if args.stages:
+    if args.stages is not None:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if not stages:
+            raise RecipeError("--stages", f"names no stage; stages: {', '.join(STAGE_NAMES)}")
         for stage in stages:
             if stage not in STAGE_NAMES:
                 raise RecipeError("--stages", f"unknown stage {stage!r}; stages: {', '.join(STAGE_NAMES)}")

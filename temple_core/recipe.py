@@ -236,6 +236,8 @@ def load_recipe(path: str | Path, plugins=None, run_dir: str | None = None, chec
     (the command line's ``--run-dir``) overrides the recipe's and is relative to the
     working directory."""
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError("", f"{path} is a folder; give the recipe's YAML file")
     if not path.is_file():
         raise RecipeError("", f"recipe file not found: {path}")
     try:
@@ -273,6 +275,12 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
     if Path(recipe.run_dir).resolve() in (Path("/"), Path.home().resolve()):
         # Every stage writes select/, generate/, train/ there and moves outdated folders aside.
         raise RecipeError(where, f"must be a folder of its own, not {recipe.run_dir}")
+    for above in (Path(recipe.run_dir), *Path(recipe.run_dir).parents):
+        if above.exists():
+            if not above.is_dir():
+                what = "is a file" if above == Path(recipe.run_dir) else f"is inside {above}, which is a file"
+                raise RecipeError(where, f"{recipe.run_dir} {what}; the run directory must be a folder")
+            break
     if not recipe.sections():
         raise RecipeError("", f"the recipe has no stage section ({', '.join(STAGE_NAMES)})")
     recipe.source = source

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from temple_core.cli import main
+from temple_core.errors import RecipeError
 
 BASE = """\
 run_dir: {run_dir}
@@ -257,3 +258,44 @@ def test_the_root_or_the_home_folder_is_not_a_run_directory(tmp_path, capsys, va
     text = base(tmp_path).replace(f"run_dir: {tmp_path / 'run'}", f"run_dir: {value}")
     code, err = validate_text(tmp_path, capsys, text)
     refused(code, err, "run_dir: ", "a folder of its own")
+
+
+@pytest.mark.parametrize("under", ["", "sub/run"])
+def test_a_run_directory_that_is_or_is_inside_a_file_is_refused(tmp_path, capsys, under):
+    """`--run-dir afile` (or `afile/sub/run`) was a FileExistsError / NotADirectoryError traceback."""
+    (tmp_path / "afile").write_text("not a folder")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(base(tmp_path))
+    target = tmp_path / "afile" / under if under else tmp_path / "afile"
+    code = main(["validate", str(path), "--run-dir", str(target)])
+    refused(code, capsys.readouterr().err, "--run-dir: ", "file" if not under else f"inside {tmp_path / 'afile'}")
+    assert (tmp_path / "afile").read_text() == "not a folder"
+    text = base(tmp_path).replace(f"run_dir: {tmp_path / 'run'}", f"run_dir: {target}")
+    code, err = validate_text(tmp_path, capsys, text)
+    refused(code, err, "run_dir: ", "must be a folder")
+
+
+def test_a_folder_given_as_the_recipe_is_named_so(tmp_path, capsys):
+    code = main(["validate", str(tmp_path)])
+    refused(code, capsys.readouterr().err, "", "is a folder")
+
+
+def test_debug_is_accepted_after_the_command_and_empty_stages_are_refused(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(base(tmp_path))
+    assert main(["validate", str(path), "--debug"]) == 0
+    assert main(["plugins", "list", "--kind", "perturbations", "--debug"]) == 0
+    capsys.readouterr()
+    code = main(["run", str(path), "--stages", " , "])
+    refused(code, capsys.readouterr().err, "--stages: ", "names no stage")
+    assert not (tmp_path / "run").exists()  # refused before anything ran
+    with pytest.raises(RecipeError):  # --debug after the command shows the error itself
+        main(["run", str(path), "--stages", "", "--debug"])
+
+
+def test_version(capsys):
+    from temple_core import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"temple {__version__}"
