@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="temple", description="TEMPLE: temporal preference learning for Video LLMs")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"temple {__version__}")
-    # --debug also after the command (`temple run --debug x.yaml`); SUPPRESS keeps the top-level value.
+    # --debug also after the command (`temple run --debug RECIPE`); SUPPRESS keeps the top-level value.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
