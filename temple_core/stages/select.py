@@ -55,7 +55,7 @@ class Config(Section):
 
     #: Finds the shots (SPEC §1: TransNetV2, threshold 0.5).
     shot_detector: Any = component_field("shot_detectors", "transnetv2")
-    #: Embeds each clip's middle frame for grouping (SPEC §1: SigLIP so400m; colorhist needs no weights).
+    #: Embeds each clip's middle frame for grouping. temple's default colorhist needs no weights; the paper's and the release's SigLIP so400m is `{name: siglip, path: ...}` (a row of the method page's differences).
     encoder: Any = component_field("similarity_encoders", "colorhist")
     #: Shots with fewer frames are not shots. (SPEC §1)
     min_shot_frames: int = attrs.field(default=8, validator=_ge0)

@@ -112,7 +112,7 @@ class TrainerOptions:
     #: max_length 8,192) or ``release`` (the authors' launchers: 1 fps, <= 600 frames, <= 9,000,000
     #: px per video in total, >= 3,136 px per frame, max_length 16,384). Keys set in the stage win.
     video: str = attrs.field(default="paper", validator=attrs.validators.in_(tuple(VIDEO_PRESETS)))
-    #: Longest training sequence in tokens; longer samples are skipped, never cut. Unset: the preset's (SPEC §5).
+    #: Longest training sequence in tokens; longer samples are skipped, never cut (a micro-batch left with none stops the stage, naming its videos). Unset: the preset's (SPEC §5).
     max_length: int | None = attrs.field(default=None, validator=_opt_pos)
     #: Frames sampled per second of video. Unset: the preset's (SPEC §5).
     fps: float | None = attrs.field(default=None, validator=_opt_pos)
