@@ -292,7 +292,21 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
         resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
     if check_files:
         _check_upstream(recipe)
+        _check_eval_videos(recipe)
     return recipe
+
+
+def _check_eval_videos(recipe: Recipe) -> None:
+    """Held-out video paths of the evaluators exist now, not only when eval runs (after training)."""
+    if recipe.eval is None:
+        return
+    for i, spec in enumerate(recipe.eval.evaluators):
+        videos = getattr(spec.options, "videos", None)
+        if isinstance(videos, VideosConfig) and videos.paths:
+            try:
+                resolve_videos(videos, recipe.run_dir, materialize=False)
+            except RecipeError as exc:
+                raise RecipeError(f"eval.evaluators[{i}].{exc.path}", exc.message) from None
 
 
 def _check_upstream(recipe: Recipe) -> None:

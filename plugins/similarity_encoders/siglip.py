@@ -30,7 +30,7 @@ class SiglipEncoder(SimilarityEncoder):
     @attrs.define(kw_only=True)
     class Options:
         #: A local SigLIP checkpoint directory (e.g. siglip-so400m-patch14-384).
-        path: str | None = path_field(None, kind=None)
+        path: str | None = path_field(None, kind="dir")
         #: ``tiny-random``: a small random-weight SigLIP, for tests.
         preset: Literal["tiny-random"] | None = attrs.field(
             default=None, validator=attrs.validators.optional(attrs.validators.in_(["tiny-random"]))

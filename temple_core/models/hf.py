@@ -32,8 +32,8 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
     @attrs.define(kw_only=True)
     class Options:
         #: A model directory (HF format), e.g. /ckpts/Qwen2-VL-7B-Instruct or a stage's merged/
-        #: (relative to the recipe file; checked when the model loads).
-        path: str | None = path_field(None, kind=None)
+        #: (relative to the recipe file; must exist when the recipe is validated).
+        path: str | None = path_field(None, kind="dir")
         #: A built-in model instead of ``path`` (built once, cached): ``tiny-random`` (random weights), or another preset of the family (docs/backends.md; qwen2_vl's ``micro`` is pre-trained on the micro world).
         preset: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(list(presets))))
         #: The seed a ``preset`` is built from (each seed is built once and cached on its own).

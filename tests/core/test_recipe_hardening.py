@@ -299,3 +299,29 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"temple {__version__}"
+
+
+def test_a_model_folder_that_does_not_exist_is_refused_at_validate(tmp_path, capsys):
+    """`temple validate` said ok and `temple run` failed after select (hours, on real data)."""
+    text = base(tmp_path).replace("{name: qwen2_vl, preset: tiny-random}", "{name: qwen2_vl, path: /path/to/Qwen2-VL-7B-Instruct}")
+    code, err = validate_text(tmp_path, capsys, text)
+    refused(code, err, "train.backend.path: ", "/path/to/Qwen2-VL-7B-Instruct")
+    text = base(tmp_path).replace("{name: colorhist}", "{name: siglip, path: missing-siglip}")
+    code, err = validate_text(tmp_path, capsys, text)
+    refused(code, err, "select.encoder.path: ", "missing-siglip")
+    (tmp_path / "missing-siglip").mkdir()  # relative to the recipe's folder
+    code, err = validate_text(tmp_path, capsys, text)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("entry, words", [("/path/to/heldout", "no such file or folder"), ("empty-folder", "no video")])
+def test_held_out_video_paths_are_checked_at_validate(tmp_path, capsys, entry, words):
+    """An evaluator's videos were first looked at when eval ran, after all of the training."""
+    (tmp_path / "empty-folder").mkdir()
+    text = base(tmp_path) + (
+        "eval:\n  checkpoints: [base]\n  evaluators:\n"
+        f"    - {{name: temporal_order, videos: {{samples: [heldout_events]}}}}\n"
+        f"    - {{name: temporal_order, label: mine, videos: {{paths: [{entry}]}}}}\n"
+    )
+    code, err = validate_text(tmp_path, capsys, text)
+    refused(code, err, "eval.evaluators[1].videos.paths[0]: ", words)
