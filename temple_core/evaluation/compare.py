@@ -126,6 +126,8 @@ def page(columns: list[str], rows: list[dict[str, Any]], chart: Path) -> str:
 def compare_runs(run_dirs, chart="temple-compare.png", html=None, baseline: str | None = None):
     """Print-ready table, the chart's path and the HTML page's path (or None)."""
     columns, rows = collect(run_dirs)
+    shown = {row["run_dir"] for row in rows}
+    unevaluated = [str(p) for p in run_dirs if str(Path(p)) not in shown]
     base_row = None
     if baseline:
         run, _, checkpoint = baseline.rpartition(":")
@@ -140,4 +142,7 @@ def compare_runs(run_dirs, chart="temple-compare.png", html=None, baseline: str 
         page_path = Path(html)
         page_path.parent.mkdir(parents=True, exist_ok=True)
         page_path.write_text(page(columns, rows, chart_path), encoding="utf-8")
-    return format_table(columns, rows), chart_path, page_path
+    table = format_table(columns, rows)
+    if unevaluated:  # said, not silently left out of the table
+        table += "\n" + "\n".join(f"not shown: {p} (no evaluation results; run its eval stage)" for p in unevaluated)
+    return table, chart_path, page_path

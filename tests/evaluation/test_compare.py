@@ -59,6 +59,14 @@ def test_compare_of_a_run_without_scores_is_a_clear_error(tmp_path, capsys):
     assert "no evaluation results" in capsys.readouterr().err
 
 
+def test_a_run_without_scores_beside_others_is_named_not_dropped(two_runs, tmp_path, capsys):
+    (tmp_path / "unevaluated").mkdir()
+    assert main(["compare", str(two_runs[0]), str(tmp_path / "unevaluated"), "--chart", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith(two_runs[0].name + " ") for line in out.splitlines())
+    assert f"not shown: {tmp_path / 'unevaluated'} (no evaluation results" in out
+
+
 def test_report_shows_the_evaluation(two_runs):
     assert main(["report", str(two_runs[0])]) == 0
     page = (two_runs[0] / "report.html").read_text()
