@@ -212,9 +212,12 @@ def test_accelerate_launch_two_processes(tmp_path, videos_dir, bad_files, plugin
 
 
 def test_bad_encoder_checkpoint_stops_before_any_video(tmp_path, videos_dir, plugins):
-    from temple_core.errors import ModelError
+    from temple_core.errors import ModelError, RecipeError
 
-    select = {"shot_detector": {"name": "pyscenedetect"}, "encoder": {"name": "siglip", "path": str(tmp_path / "missing")}}
-    with pytest.raises(ModelError, match="missing"):
+    select = {"shot_detector": {"name": "pyscenedetect"}, "encoder": {"name": "siglip", "path": str(tmp_path / "broken")}}
+    with pytest.raises(RecipeError, match="select.encoder.path"):  # a folder that is not there: at validation
+        run_select(tmp_path / "run", [videos_dir / "cuts.mp4"], plugins, select)
+    (tmp_path / "broken").mkdir()  # there, but no checkpoint in it: when the model loads, before any video
+    with pytest.raises(ModelError, match="broken"):
         run_select(tmp_path / "run", [videos_dir / "cuts.mp4"], plugins, select)
     assert not (tmp_path / "run" / "select" / "videos.rank0.jsonl").exists()
