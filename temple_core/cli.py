@@ -55,34 +55,28 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_parser = commands.add_parser
 
-    def with_common(name, **kwargs):
-        return add_parser(name, parents=[common], **kwargs)
-
-    commands.add_parser = with_common
-
-    plugins = commands.add_parser("plugins", help="list installed plugins")
+    plugins = commands.add_parser("plugins", parents=[common], help="list installed plugins")
     plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True, metavar="SUBCOMMAND")
     listing = plugin_commands.add_parser("list", parents=[common], help="every component of every kind, and plugins that failed to load")
     listing.add_argument("--kind", choices=KINDS, help="only this kind")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
-    validate = commands.add_parser("validate", help="check a recipe without running it")
+    validate = commands.add_parser("validate", parents=[common], help="check a recipe without running it")
     validate.add_argument("recipe")
     validate.add_argument("--run-dir", help="override the recipe's run_dir")
 
-    run = commands.add_parser("run", help="run a recipe's stages in order, skipping finished ones")
+    run = commands.add_parser("run", parents=[common], help="run a recipe's stages in order, skipping finished ones")
     run.add_argument("recipe")
     run.add_argument("--stages", help="comma-separated subset of the recipe's stages (select,generate,train,eval)")
     run.add_argument("--run-dir", help="override the recipe's run_dir (relative to the working directory)")
     run.add_argument("--wait", action="store_true", help="wait for another run using the run directory instead of refusing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    report = commands.add_parser("report", help="write RUN_DIR/report.html")
+    report = commands.add_parser("report", parents=[common], help="write RUN_DIR/report.html")
     report.add_argument("run_dir")
 
-    compare = commands.add_parser("compare", help="evaluation scores of several runs side by side (table + chart)")
+    compare = commands.add_parser("compare", parents=[common], help="evaluation scores of several runs side by side (table + chart)")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--html", help="also write an HTML page with the table and the chart")
     compare.add_argument("--chart", default="temple-compare.png", help="the chart (PNG) to write (default: %(default)s)")

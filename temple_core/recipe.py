@@ -275,10 +275,11 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
     if Path(recipe.run_dir).resolve() in (Path("/"), Path.home().resolve()):
         # Every stage writes select/, generate/, train/ there and moves outdated folders aside.
         raise RecipeError(where, f"must be a folder of its own, not {recipe.run_dir}")
-    for above in (Path(recipe.run_dir), *Path(recipe.run_dir).parents):
+    folder = Path(recipe.run_dir)
+    for above in (folder, *folder.parents):
         if above.exists():
             if not above.is_dir():
-                what = "is a file" if above == Path(recipe.run_dir) else f"is inside {above}, which is a file"
+                what = "is a file" if above == folder else f"is inside {above}, which is a file"
                 raise RecipeError(where, f"{recipe.run_dir} {what}; the run directory must be a folder")
             break
     if not recipe.sections():
