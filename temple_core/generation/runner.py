@@ -29,7 +29,26 @@ def selected_videos(layout: RunLayout) -> list[VideoRecord]:
     if not path.is_file():
         raise TempleError(f"{path} not found: run the select stage first (temple run RECIPE --stages select)")
     records = read_records(path, VideoRecord.from_dict, required=("video_id", "path", "status"))
-    return [r for r in records if r.status == "kept"]
+    kept = [r for r in records if r.status == "kept"]
+    if records and not kept:
+        raise TempleError(f"{path}: select kept none of the {len(records)} videos, nothing to caption ({_why_none(records)})")
+    return kept
+
+
+def _why_none(records: list[VideoRecord]) -> str:
+    """What selection said about videos it kept none of: unreadable ones (first few named),
+    rejection reasons counted."""
+    from collections import Counter
+
+    errors = [r for r in records if r.status == "error"]
+    reasons = Counter(r.reason for r in records if r.status == "rejected")
+    parts = []
+    if errors:
+        named = "; ".join(f"{r.video_id}: {r.reason}" for r in errors[:3])
+        parts.append(f"{len(errors)} could not be read -- {named}{'; ...' if len(errors) > 3 else ''}")
+    if reasons:
+        parts.append(f"{sum(reasons.values())} rejected -- " + ", ".join(f"{k}: {v}" for k, v in reasons.most_common()))
+    return "; ".join(parts) + "; see docs/selection.md for the rules and their recipe keys"
 
 
 def _generate(captioner, videos, backend, perturbations, difficulties, seed, sampling):

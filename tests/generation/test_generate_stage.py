@@ -128,6 +128,34 @@ def test_missing_selection_is_a_clear_error(tmp_path):
         run_stages(recipe, get_plugin_manager(), stages=["generate"], progress=False, log=lambda *_: None)
 
 
+def test_selection_that_kept_nothing_stops_before_captioning(tmp_path):
+    """Real selection of an unreadable file and a video with too few shots: generate says why
+    there is nothing to caption (instead of empty exports and, at train, "no pairs"), and the
+    finished select stage is kept."""
+    from testkit.generation import write_scenes
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "broken.mp4").write_bytes(b"\x00not a video" * 500)
+    write_scenes(folder / "short.mp4", ["red_still", "dark_blue"])
+    data = {"run_dir": str(tmp_path / "run"), "seed": 0, "videos": {"paths": [str(folder)]},
+            "select": {"shot_detector": {"name": "pyscenedetect"}, "encoder": {"name": "colorhist"}},
+            "generate": {"captioner": {"name": "heuristic"}}}
+    plugins = get_plugin_manager()
+    with pytest.raises(TempleError) as caught:
+        run_stages(recipe_from_data(data, plugins=plugins), plugins, progress=False, log=lambda *_: None)
+    message = str(caught.value)
+    assert "select kept none of the 2 videos, nothing to caption" in message
+    assert "1 could not be read -- broken: " in message and "1 rejected -- " in message
+    records = {r["video_id"]: r for r in read_jsonl(tmp_path / "run" / "select" / "videos.jsonl")}
+    assert records["broken"]["status"] == "error" and records["short"]["status"] == "rejected"
+    assert f"{records['short']['reason']}: 1" in message
+    assert not (tmp_path / "run" / "generate" / "export").exists()  # nothing was exported
+    logged = []
+    run_stages(recipe_from_data(data, plugins=plugins), plugins, stages=["select"], progress=False, log=logged.append)
+    assert logged and "[select] up to date" in logged[0]
+
+
 def test_recipe_prompts_and_filters_apply(selected, tmp_path):
     import shutil
 
