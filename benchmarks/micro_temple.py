@@ -72,7 +72,7 @@ def rewrite(recipe: Path, seed_dir: Path, seed: int, quick: bool) -> dict:
             if spec["name"] == "event_recall":
                 spec["max_new_tokens"] = 16
                 if spec.get("unit") == "clips":
-                    spec["captioner"] = {"name": "contextual", "clip_max_new_tokens": 8}
+                    spec["captioner"]["clip_max_new_tokens"] = 8
     return data
 
 

@@ -8,7 +8,10 @@ order; each rejected response summarises the caption list of one (perturbation, 
 How a clip is shown (``clip_input``): by default as the release does, its two keyframes as
 **one 2-frame video** through the backend's video path (for Qwen models one temporal patch
 group: ``video_grid_thw`` t = 1), at most ``clip_max_pixels`` per frame; ``images`` shows them
-as two images instead. Clip captions are decoded with the checkpoint's own generation settings
+as two images instead. Each keyframe is first resized as the release's qwen-vl-utils hands a
+frame list on (``clip_presize``), so the backend resizes it a second time, as the release's
+processor did: the frame sizes the release's captioner saw, not one resize closer to the
+source. Clip captions are decoded with the checkpoint's own generation settings
 (``generation_config.json``) and up to 2,048 new tokens (the backend's ``default_max_new_tokens``:
 MiMo-VL 8,192), as in the release; ``clip_generation`` overrides any of them. The effective
 settings of the clip captions and of the summaries are written into every captions record
@@ -36,6 +39,7 @@ import logging
 from typing import Any, Literal
 
 import attrs
+import numpy as np
 
 from temple_core.config import path_field
 from temple_core.contracts import CaptionGenerator
@@ -95,6 +99,13 @@ class Contextual(CaptionGenerator):
         #: Pixels per frame at most for the clips' frames (the release's processor ``max_pixels``
         #: 512 x 28 x 28; SPEC §2.1). Backends with fixed tiles (InternVL) ignore it.
         clip_max_pixels: int = attrs.field(default=401408, validator=attrs.validators.ge(784))
+        #: Each keyframe before the backend sees it: ``qwen_vl_utils`` resizes it first as the
+        #: release's qwen-vl-utils does for a video given as frames (multiples of 28 within its
+        #: image limits, PIL bicubic), so frames over ``clip_max_pixels`` are resized twice, as
+        #: there (720p: 476 x 840); ``none``: the decoded frame as it is (one resize). See docs/method.md.
+        clip_presize: Literal["qwen_vl_utils", "none"] = attrs.field(
+            default="qwen_vl_utils", validator=attrs.validators.in_(["qwen_vl_utils", "none"])
+        )
         #: Prompt for clip 0; ``{clip}`` marks where its frames go (else before the text). Null: built-in. (SPEC §2.6)
         first_clip_prompt: str | None = attrs.field(default=None, validator=prompts.prompt_validator("first_clip"))
         #: A UTF-8 file holding ``first_clip_prompt`` (SPEC §2.6).
@@ -135,6 +146,14 @@ class Contextual(CaptionGenerator):
                 raise RecipeError(f"generate.captioner.{kind}_prompt", problem)
 
     # -- conversations ---------------------------------------------------------------------
+    def presize(self, frames: list) -> list:
+        """The keyframes as the backend is given them (``clip_presize``)."""
+        if self.options.clip_presize == "none":
+            return list(frames)
+        from temple_core.models.vision_tokens import qwen_vl_utils_frame
+
+        return [qwen_vl_utils_frame(np.asarray(f)) for f in frames]
+
     def clip_items(self, frames: list) -> list[dict[str, Any]]:
         """One clip's keyframes as content items: one video of its frames, or one image each."""
         bound = self.options.clip_max_pixels
@@ -199,7 +218,7 @@ class Contextual(CaptionGenerator):
         jobs = []
         for video, video_rng in zip(videos, rngs):
             keyframes = keyframes_of(video)
-            frames = VideoSource(video.path).read_frames([i for pair in keyframes for i in pair])
+            frames = self.presize(VideoSource(video.path).read_frames([i for pair in keyframes for i in pair]))
             clips, at = [], 0
             for pair in keyframes:
                 clips.append(frames[at : at + len(pair)])
@@ -260,6 +279,7 @@ class Contextual(CaptionGenerator):
         chosen, chosen_unusable = cleaned[0]
         extra: dict[str, Any] = {
             "captioner": "contextual", "level": self.options.level, "clip_input": self.options.clip_input,
+            "clip_presize": self.options.clip_presize,
             "clip_answers": [answers[r] for r in self.requests_for(list(range(len(job["clips"]))))],
             "generation": generation,
         }

@@ -15,6 +15,7 @@ differ by a few levels where bicubic overshoots: high-contrast edges.)
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -102,6 +103,35 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
 
     return hf_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+#: qwen-vl-utils' image limits (0.0.8-0.0.11, the releases of the TEMPLE release's time): factor
+#: 28, at least 4 x 28 x 28 and at most 16,384 x 28 x 28 pixels.
+QWEN_VL_UTILS_IMAGE = {"factor": 28, "min_pixels": 4 * 28 * 28, "max_pixels": 16384 * 28 * 28}
+
+
+def qwen_vl_utils_frame(frame: np.ndarray) -> np.ndarray:
+    """One frame ``(H, W, 3) uint8`` as qwen-vl-utils' ``fetch_image`` (0.0.8-0.0.11) hands it
+    on when a video is given as a list of frames: resized with PIL's default filter for RGB
+    (bicubic) to its ``smart_resize`` within :data:`QWEN_VL_UTILS_IMAGE`. The processor resizes
+    the result again to its own bounds. The size rule is qwen-vl-utils' own (sides at least one
+    factor, which transformers' copy does not ensure); PIL does the resampling."""
+    from PIL import Image
+
+    height, width = frame.shape[:2]
+    factor, low, high = QWEN_VL_UTILS_IMAGE["factor"], QWEN_VL_UTILS_IMAGE["min_pixels"], QWEN_VL_UTILS_IMAGE["max_pixels"]
+    if max(height, width) / min(height, width) > 200:
+        raise VideoError(f"a frame of {width}x{height}: aspect ratio over 200 (qwen-vl-utils refuses it)")
+    h_bar, w_bar = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > high:
+        beta = math.sqrt(height * width / high)
+        h_bar, w_bar = max(factor, math.floor(height / beta / factor) * factor), max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < low:
+        beta = math.sqrt(low / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    if (h_bar, w_bar) == (height, width):
+        return frame  # PIL's resize to the same size is a copy
+    return np.asarray(Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).resize((w_bar, h_bar), Image.Resampling.BICUBIC))
 
 
 def frame_pixel_cap(max_pixels: float, min_pixels: int, total_pixels: int | None, frames: int, temporal_factor: int = 2) -> float:

@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 from testkit.generation import selected_run
+from testkit.references import qwen_vl_utils_frame
 
 from temple_core.generation.filters import drop_reason
 from temple_core.hookspecs import hookimpl
@@ -106,6 +107,7 @@ def test_clip_prompts_show_previous_then_current_clip(caption_level):
     at = 0
     for record in records:
         frames = VideoSource(record.path).read_frames([i for k in record.keyframes for i in k])
+        frames = [qwen_vl_utils_frame(f) for f in frames]  # the default clip_presize, as the release
         clips = [frames[2 * i : 2 * i + 2] for i in range(len(record.keyframes))]
         for i in range(len(clips)):
             shown = _images(clip_convs[at + i])
@@ -161,7 +163,7 @@ def test_frame_level_recaptions_the_perturbed_sequence(tmp_path):
     # Original order (4 requests) + the reversed sequence: clip 3 alone, then (3, 2), (2, 1), (1, 0).
     assert len(clip_convs) == 8
     record: VideoRecord = records[0]
-    frames = VideoSource(record.path).read_frames([i for k in record.keyframes for i in k])
+    frames = [qwen_vl_utils_frame(f) for f in VideoSource(record.path).read_frames([i for k in record.keyframes for i in k])]
     assert all(np.array_equal(a, b) for a, b in zip(_images(clip_convs[4]), frames[6:8]))
     assert all(np.array_equal(a, b) for a, b in zip(_images(clip_convs[5]), frames[6:8] + frames[4:6]))
     summary = Recording.calls[1][0]

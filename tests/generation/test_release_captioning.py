@@ -29,7 +29,7 @@ from temple_core.records import VideoRecord
 from temple_core.stages.runner import run_stages
 from temple_core.store import read_jsonl
 from temple_plugins.caption_generators.contextual import Contextual
-from testkit.references import smart_resize
+from testkit.references import qwen_vl_utils_frame, smart_resize
 from testkit.backends import write_video
 from testkit.generation import selected_run
 from testkit.training import build_backend
@@ -95,6 +95,56 @@ def test_qwen_model_receives_each_clip_as_one_two_frame_video(tmp_path, family):
     clips = model_inputs_during(backend, lambda: caption(images, video, backend))[0]
     assert clips.get("pixel_values_videos") is None
     assert clips["image_grid_thw"].tolist() == [[1, h // 14, w // 14]] * 6
+
+
+def frames_given_to(backend, run):
+    """Run ``run()``; the frames of every video item the backend was asked to encode (the
+    backend's own ``visual_inputs`` runs)."""
+    seen = []
+    original = backend.visual_inputs
+
+    def recording(item, *args, **kwargs):
+        if item.get("type") == "video":
+            seen.append([np.array(f) for f in item["frames"]])
+        return original(item, *args, **kwargs)
+
+    backend.visual_inputs = recording
+    try:
+        run()
+    finally:
+        del backend.visual_inputs
+    return seen
+
+
+@pytest.mark.parametrize("presize", ["qwen_vl_utils", "none"])
+def test_large_frames_are_resized_twice_as_in_the_release(tmp_path, presize):
+    """720p keyframes: qwen-vl-utils' fetch_image (0.0.11: PIL resize with its default filter to
+    its smart_resize at factor 28 within 3,136..12,845,056 px) hands 728 x 1288 on, the processor
+    bounds that to 401,408 px: 476 x 840 -- not 448 x 840, one resize of the 720 x 1280 frame."""
+    from temple_core.video.source import VideoSource
+
+    video = two_clip_video(tmp_path, 1280, 720)
+    backend = build_backend("qwen2_vl", preset="tiny-random")
+    captioner = Contextual(Contextual.Options(clip_max_new_tokens=TOKENS, clip_presize=presize))
+    seen = []
+    forwards = model_inputs_during(backend, lambda: seen.extend(frames_given_to(backend, lambda: caption(captioner, video, backend))))
+    decoded = VideoSource(video.path).read_frames([3, 6, 13, 16])
+    if presize == "qwen_vl_utils":
+        expected = [qwen_vl_utils_frame(f) for f in decoded]  # the release's call, its default filter
+        h1, w1 = expected[0].shape[:2]
+        assert (h1, w1) == (728, 1288)
+        h, w = smart_resize(h1, w1, 28, 3136, 401408)
+        assert (h, w) == (476, 840)
+    else:
+        expected, (h, w) = decoded, smart_resize(720, 1280, 28, 3136, 401408)
+        assert (h, w) == (448, 840)
+    # Clip 0 alone, then clip 0 + clip 1: the frames of each item are the expected ones, bit for bit.
+    assert len(seen) == 3
+    for frames, want in zip(seen, [expected[:2], expected[:2], expected[2:]]):
+        assert all(np.array_equal(a, b) for a, b in zip(frames, want)) and len(frames) == 2
+    assert forwards[0]["video_grid_thw"].tolist() == [[1, h // 14, w // 14]] * 3
+    records = caption(captioner, video, backend)
+    assert records[0].extra["clip_presize"] == presize
 
 
 def test_internvl_model_receives_each_clip_as_video_frames(tmp_path):
@@ -289,3 +339,34 @@ def test_prompts_from_files_reach_the_model_and_the_pairs(tmp_path):
     run_stages(recipe, get_plugin_manager(), stages=["generate"], progress=False, log=lambda *_: None)
     prompts = {p["prompt"] for p in read_jsonl(run_dir / "generate" / "pairs.jsonl")}
     assert prompts and prompts <= {"Narrate the video, first to last.", "What happens, in order?"}
+
+
+TV_PYTHON = __import__("os").environ.get("TEMPLE_TORCHVISION_PYTHON")
+
+
+@pytest.mark.skipif(not TV_PYTHON, reason="set TEMPLE_TORCHVISION_PYTHON to an interpreter with torchvision and qwen-vl-utils "
+                    "(scripts/lmms_eval_bridge.sh builds one)")
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("size", [(1280, 720), (400, 300)])
+def test_clip_tensors_are_the_release_qwen_vl_utils_and_processor(tmp_path, family, size):
+    """The real qwen-vl-utils 0.0.11 and transformers' processor at the release's max_pixels
+    make the same video tensor from a clip's two keyframes as temple's captioner + backend."""
+    import os
+    import subprocess
+
+    video = two_clip_video(tmp_path, *size)
+    folder = build_backend(family, preset="tiny-random").model_dir()
+    script = Path(__file__).resolve().parents[1] / "testkit" / "release_clip_check.py"
+    result = subprocess.run([TV_PYTHON, str(script), family, str(folder), video.path, "3", "6"], capture_output=True, text=True,
+                            timeout=600, env={**os.environ})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["qwen_vl_utils"].endswith("qwen-vl-utils-0.0.11/qwen_vl_utils"), report  # the release's version
+    assert report["grid"] == report["ours_grid"] and report["pixels"], report
+    if size == (1280, 720):
+        assert report["grid"] == [1, 34, 60]  # 476 x 840: resized twice
+    if family == "qwen2_5_vl":
+        # The release's transformers 4.53.2 (processing_qwen2_5_vl.py): temporal_patch_size / fps,
+        # fps 2.0 when none is given -- 1.0. This environment's transformers 5 assumes 24 fps for
+        # frames without metadata instead (2 / 24), so only temple's value is checked here.
+        assert report["ours_second_per_grid_ts"] == 2 / 2.0, report
