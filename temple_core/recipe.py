@@ -339,10 +339,11 @@ def _video_entries(folder: Path, extensions: set[str]) -> list[Path]:
     return sorted(found)
 
 
-def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool = True) -> list[Path]:
+def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool = True, log=None) -> list[Path]:
     """Every input video of the recipe (absolute paths, in the order given, without repeats).
 
-    ``materialize`` writes the built-in samples first; without it they are only named. An
+    ``materialize`` writes the built-in samples first (``log`` is told when it writes some);
+    without it they are only named. An
     entry that exists but cannot be read (a directory named like a video, a dangling link, a
     link loop) is kept: selection gives it an error record. A path that does not exist at all
     is a :class:`RecipeError` (a typo in the recipe).
@@ -378,7 +379,7 @@ def resolve_videos(videos: VideosConfig, run_dir: str | Path, materialize: bool 
             if name not in samples.SAMPLES:
                 raise RecipeError(f"videos.samples[{i}]", f"unknown sample set {name!r}; available: {', '.join(samples.SAMPLES)}")
             if materialize:
-                found.extend(samples.materialize(name, RunLayout(run_dir).samples_dir))
+                found.extend(samples.materialize(name, RunLayout(run_dir).samples_dir, log=log))
     # Absolute paths: every record downstream (videos.jsonl, pairs.jsonl, exports) must name
     # the same file whatever directory a later stage or another tool runs from.
     unique: dict[str, Path] = {}

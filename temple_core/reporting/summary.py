@@ -47,9 +47,10 @@ def _train_lines(s: dict) -> list[str]:
         loss = stage.get("train_loss")
         loss_text = f", loss {loss:.4f}" if isinstance(loss, float) else ""
         status = stage.get("status", "ran")
+        steps = stage.get("steps", "?")
         lines.append(
             f"{stage.get('stage', '?'):<10} {status:<10} {stage.get('samples', '?')} samples, "
-            f"{stage.get('steps', '?')} steps{loss_text}, {stage.get('seconds', 0):.1f} s"
+            f"{steps} step{'' if steps == 1 else 's'}{loss_text}, {stage.get('seconds', 0):.1f} s"
         )
     if s.get("final_model"):
         lines.append(f"final model: {s['final_model']}")
@@ -90,7 +91,11 @@ def print_summary(recipe, results, seconds: float, out=print) -> None:
     for result in results:
         timing = f"{result.seconds:.1f} s" if result.status == "ran" else "up to date"
         out(f"  {result.name} ({timing})")
-        for line in FORMATTERS.get(result.name, _generic_lines)(result.summary):
+        summary = result.summary
+        if result.status == "up to date" and summary.get("stages"):
+            # The record of the run that did the work says "ran"; nothing ran now.
+            summary = {**summary, "stages": [{**st, "status": "up to date"} for st in summary["stages"]]}
+        for line in FORMATTERS.get(result.name, _generic_lines)(summary):
             out(f"      {line}")
         outputs = OUTPUTS.get(result.name, lambda _: [layout.stage_dir(result.name)])(layout)
         out(f"      outputs: {', '.join(map(str, outputs))}")

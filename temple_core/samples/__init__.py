@@ -93,7 +93,7 @@ def write_h264(path: Path, frames: Iterable[np.ndarray], fps: Fraction | int, wi
             container.mux(packet)
 
 
-def _pieces(out_dir: Path) -> list[Path]:
+def _pieces(out_dir: Path, writing=lambda: None) -> list[Path]:
     source = transnetv2_test_video()
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
@@ -116,6 +116,7 @@ def _pieces(out_dir: Path) -> list[Path]:
             path = out_dir / f"transnetv2-test-{index}.mp4"
             names.append(path)
             if not path.is_file():
+                writing()
                 write_h264(path, chunk, fps, width, height)
             index += 1
             if len(chunk) < per_piece:
@@ -123,9 +124,17 @@ def _pieces(out_dir: Path) -> list[Path]:
     return names
 
 
-def materialize(name: str, out_dir: Path) -> list[Path]:
-    """Write the sample set ``name`` into ``out_dir`` (once) and return its files."""
+def materialize(name: str, out_dir: Path, log=None) -> list[Path]:
+    """Write the sample set ``name`` into ``out_dir`` (once) and return its files. ``log`` is
+    told once, before the first file is written (cutting ``transnetv2_test`` takes ~10 s of
+    otherwise silent decoding and encoding)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    said = []
+
+    def writing():
+        if log is not None and not said:
+            said.append(True)
+            log(f"writing the built-in sample videos {name!r} into {out_dir} (once)")
     if name == "transnetv2_test":
         # The list of pieces is written last, so its presence means every piece is there.
         listing = out_dir / ".transnetv2_test.pieces"
@@ -133,7 +142,7 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
             paths = [out_dir / line for line in listing.read_text().split()]
             if all(p.is_file() for p in paths):
                 return paths
-        paths = _pieces(out_dir)
+        paths = _pieces(out_dir, writing)
         write_text_atomic(listing, "\n".join(p.name for p in paths) + "\n")
         return paths
     if name == "synthetic":
@@ -143,11 +152,12 @@ def materialize(name: str, out_dir: Path) -> list[Path]:
         for video, shots in _synthetic_videos().items():
             path = out_dir / f"{video}.mp4"
             if not path.is_file():
+                writing()
                 write_h264(path, frames_of(shots, 128, 96), SYNTHETIC_FPS, 128, 96)
             paths.append(path)
         return paths
     if name == "heldout_events":
-        return _heldout_events(out_dir)
+        return _heldout_events(out_dir, writing)
     raise TempleError(f"unknown sample set {name!r}; available: {', '.join(SAMPLES)}")
 
 
@@ -166,7 +176,7 @@ def _scene_words(scene: int) -> str:
     return f"{article} {colour} textured scene drifting {_SPEED_WORDS[1 + scene % 3]}"
 
 
-def _heldout_events(out_dir: Path) -> list[Path]:
+def _heldout_events(out_dir: Path, writing=lambda: None) -> list[Path]:
     import json
     import random
 
@@ -188,6 +198,7 @@ def _heldout_events(out_dir: Path) -> list[Path]:
         scenes = rng.sample(pool, rng.randint(4, 6))
         lengths = [rng.randint(10, 16) for _ in scenes]
         if not (path.is_file() and sidecar.is_file()):
+            writing()
             write_h264(path, frames_of([Shot(s, n) for s, n in zip(scenes, lengths)], width, height), EVENT_FPS, width, height)
             events, at = [], 0
             for scene, n in zip(scenes, lengths):

@@ -68,7 +68,7 @@ class StageContext:
     def videos(self) -> list[Path]:
         """The recipe's input videos (built-in samples written on first use)."""
         if self._videos is None:
-            self._videos = resolve_videos(self.recipe.videos, self.run_dir, materialize=True)
+            self._videos = resolve_videos(self.recipe.videos, self.run_dir, materialize=True, log=self.log if self.is_main else None)
         return self._videos
 
     @property

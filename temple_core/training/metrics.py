@@ -73,9 +73,13 @@ class CompactProgressCallback(ProgressCallback):
         self.description = description
 
     def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description(self.description)
+        # transformers' own opens the bar without a label and draws it at once (a stray,
+        # unlabelled "0/N" line before ours): the same bar, labelled from the start.
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc=self.description, dynamic_ncols=True)
+        self.current_step = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:

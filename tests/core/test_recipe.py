@@ -187,3 +187,15 @@ def test_paths_are_relative_to_the_recipe_file_whatever_the_working_directory(tm
     (project / "data" / "sft.jsonl").unlink()
     with pytest.raises(RecipeError, match=r"train.stages\[0\].data: no such file: ../data/sft.jsonl \(.*project/data/sft.jsonl\)"):
         load_recipe(recipe_path)
+
+
+def test_writing_the_sample_videos_is_said_once(tmp_path):
+    """Built-in samples are written on first use, with one line saying so (cutting
+    transnetv2_test is ~10 s of silent work otherwise); once written, nothing is said."""
+    from temple_core.recipe import VideosConfig, resolve_videos
+
+    said = []
+    first = resolve_videos(VideosConfig(samples=["synthetic"]), tmp_path, log=said.append)
+    assert len(said) == 1 and "'synthetic'" in said[0] and str(tmp_path / "videos") in said[0], said
+    assert resolve_videos(VideosConfig(samples=["synthetic"]), tmp_path, log=said.append) == first
+    assert len(said) == 1

@@ -98,6 +98,10 @@ def test_second_run_does_no_work(quickstart):
     out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
     assert "up to date: no work was done" in out
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.jsonl")} == before
+    # Every training stage is listed as up to date, not as the earlier run's "ran"; one step is "1 step".
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("0-dpo", "1-dpo", "2-dpo", "3-dpo", "4-sft"))]
+    assert len(rows) == 5 and all(row[1:4] == ["up", "to", "date"] for row in rows), out
+    assert "1 steps" not in out and "4-sft      up to date 4 samples, 1 step," in out, out
 
 
 def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):

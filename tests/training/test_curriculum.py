@@ -174,3 +174,20 @@ def test_appending_a_stage_keeps_the_finished_ones(tmp_path):
     assert [s["status"] for s in result.summary["stages"]] == ["up to date", "ran"]
     assert {p.name: p.stat().st_mtime_ns for p in merged.iterdir()} == stamp
     assert result.summary["stages"][1]["start"] == str(merged)
+
+
+def test_training_bar_is_labelled_from_its_first_line(capsys):
+    """The stage's progress bar shows the stage's name from the first time it is drawn
+    (transformers' own callback draws an unlabelled "0/N" bar first)."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from temple_core.training.metrics import CompactProgressCallback
+
+    callback = CompactProgressCallback("0-dpo")
+    state = TrainerState(max_steps=3)
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    callback.on_train_begin(args, state, TrainerControl())
+    callback.on_step_end(args, state, TrainerControl())
+    callback.on_train_end(args, state, TrainerControl())
+    drawn = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.strip()]
+    assert drawn and all(line.startswith("0-dpo:") for line in drawn), drawn
