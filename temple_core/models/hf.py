@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -61,6 +61,11 @@ def options_class(default_max_pixels: int = 90000, default_min_pixels: int = 313
         batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
         #: Run the checkpoint's own Python code (not needed for these HF-format models).
         trust_remote_code: bool = False
+        #: How an answer ends in training and scoring: ``swift`` (ms-swift's, the release's): the
+        #: answer and its end-of-turn token are trained, the newline after it sits between turns
+        #: untrained, and the last answer ends at the token; ``with_newline``: end of turn and
+        #: newline after every answer, both trained (temple's earlier rule). See docs/method.md.
+        turn_end: Literal["swift", "with_newline"] = attrs.field(default="swift", validator=attrs.validators.in_(["swift", "with_newline"]))
 
         def __attrs_post_init__(self):
             if self.min_pixels > self.max_pixels:
@@ -380,10 +385,10 @@ class HFChatBackend(Backend):
             with torch.no_grad():
                 features = self.vision_features(model, shared)
         size = batch_size or self.options.batch_size
-        # The same tokens as a training answer (_prompt_and_answer): the prompt rendered once,
-        # each answer + end of turn tokenized on its own, all answers in one tokenizer call.
+        # The same tokens as a training answer (answer_ids, a last answer): the prompt rendered
+        # once, each answer + end of turn tokenized on its own, all answers in one tokenizer call.
         prompt = tok(self.render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
-        answers = tok([text + self.end_of_turn + "\n" for text in texts], add_special_tokens=False)["input_ids"]
+        answers = tok([text + self._answer_end(last=True) for text in texts], add_special_tokens=False)["input_ids"]
         scores: list[TextScore] = []
         for start in range(0, len(texts), size):
             completions = answers[start : start + size]
@@ -417,10 +422,30 @@ class HFChatBackend(Backend):
         return scores
 
     # -- training ---------------------------------------------------------------------------
+    def _answer_end(self, last: bool) -> str:
+        """What follows an answer's text in its tokens (``turn_end``)."""
+        if self.options.turn_end == "with_newline" or not last:
+            return self.end_of_turn + "\n"
+        return self.end_of_turn
+
+    def answer_ids(self, text: str, last: bool = True) -> tuple[list[int], list[int]]:
+        """An assistant answer's token ids and labels (``-100``: not trained). ``swift``: the
+        answer + end-of-turn token trained; an earlier turn's newline after it (which the chat
+        template puts before the next turn) in the ids, untrained; nothing after the last
+        answer. ``with_newline``: answer + end of turn + newline, all trained."""
+        tok = self.processor
+        ids = tok(text + self._answer_end(last), add_special_tokens=False)["input_ids"]
+        if self.options.turn_end == "with_newline" or last:
+            return ids, list(ids)
+        trained = tok(text + self.end_of_turn, add_special_tokens=False)["input_ids"]
+        if ids[: len(trained)] != trained:
+            raise ModelError(f"{self.family}: the tokenizer merges the end of turn with the newline after it")
+        return ids, trained + [-100] * (len(ids) - len(trained))
+
     def _prompt_and_answer(self, prompt_messages, visuals, answer: str) -> tuple[list[int], list[int]]:
         tok = self.processor
         prompt = tok(self.render(prompt_messages, visuals, True), add_special_tokens=False)["input_ids"]
-        completion = tok(answer + self.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
+        completion, _ = self.answer_ids(answer, last=True)  # a last answer: every token trained
         return prompt, completion
 
     def encode_preference(self, *, video, prompt, chosen, rejected, max_length, fps=None, max_frames=None, max_pixels=None,
@@ -463,6 +488,7 @@ class HFChatBackend(Backend):
         ids, labels = [], []
         # Render turn by turn: text up to each assistant turn is prompt, the turn itself is learned.
         done = 0
+        last = max((k for k, m in enumerate(converted) if m["role"] == "assistant"), default=-1)
         for k, m in enumerate(converted):
             if m["role"] != "assistant":
                 continue
@@ -470,9 +496,9 @@ class HFChatBackend(Backend):
             head_ids = tok(head, add_special_tokens=False)["input_ids"]
             prompt_part = head_ids[done:]
             text = "".join(c.get("text", "") for c in m["content"])
-            answer = tok(text + self.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
+            answer, answer_labels = self.answer_ids(text, last=k == last)
             ids += prompt_part + answer
-            labels += [-100] * len(prompt_part) + answer
+            labels += [-100] * len(prompt_part) + answer_labels
             done = len(ids)
         if not ids:
             raise SkipSample("no assistant turn")

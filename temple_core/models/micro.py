@@ -312,7 +312,10 @@ def pretrain(backend, model, tok, folder: Path, seed: int, settings: Settings | 
 
     settings = settings or current_settings()
     started = time.time()
-    helper = type(backend)(attrs.evolve(backend.options, preset=None, path=str(folder), min_pixels=MIN_PIXELS))
+    # turn_end with_newline: the rule the micro preset was first built and studied with (runs 1-3
+    # of docs/science.md); the release's `swift` would change every build's bytes.
+    helper = type(backend)(attrs.evolve(backend.options, preset=None, path=str(folder), min_pixels=MIN_PIXELS,
+                                        turn_end="with_newline"))
     helper.attach(model, tok)
     captioner = contextual_captioner()
     threads = torch.get_num_threads()

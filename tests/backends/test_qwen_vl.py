@@ -196,12 +196,19 @@ def test_preference_batch_labels_tokens_and_gradients(saved, videos):
             learned = labels[row] != -100
             assert not learned[n:].any()  # padding
             assert torch.equal(labels[row][learned], ids[row][learned])
-            assert tok.decode(ids[row][learned]) == answers[row] + "<|im_end|>\n"
+            # ms-swift 3.7 (template/base.py, the release's): the last round is response + suffix
+            # "<|im_end|>", all trained, and the sequence ends there.
+            assert tok.decode(ids[row][learned]) == answers[row] + "<|im_end|>"
             # Everything before the answer is prompt (-100), the answer is contiguous at the end.
             first = int(learned.nonzero()[0])
             assert not learned[:first].any() and learned[first:n].all()
             assert int((ids[row] == video_id).sum()) == expected_tokens[row]
     assert batch["pixel_values_videos"].shape[0] == int(batch["video_grid_thw"].prod(-1).sum())
+    # The option: temple's earlier rule, end of turn + newline trained.
+    old = backend(name, path=str(folder), turn_end="with_newline").encode_preference(
+        video=str(videos[0]), prompt="Describe the video.", chosen="red then blue.", rejected="blue.", max_length=400)
+    learned = [i for i, label in zip(old["chosen_input_ids"], old["chosen_labels"]) if label != -100]
+    assert tok.decode(learned) == "red then blue.<|im_end|>\n" and old["chosen_input_ids"][: -1] == encoded[0]["chosen_input_ids"]
 
     model = b.load_model()
     shared, chosen, rejected = preference_parts(batch)
@@ -241,9 +248,16 @@ def test_sft_batch_masks_everything_but_assistant_turns(saved, videos):
     batch = b.collate_sft(enc)
     tok = b.processor
     learned = tok.decode(batch["input_ids"][0][batch["labels"][0] != -100])
-    assert learned == "A bar moves.<|im_end|>\nIt stops.<|im_end|>\n"
+    # ms-swift 3.7: every response + "<|im_end|>" trained (an earlier round's chat_sep
+    # "<|im_end|>\n" is untrained but for its "<|im_end|>", which _add_dynamic_eos labels); the
+    # last round ends at its suffix "<|im_end|>".
+    assert learned == "A bar moves.<|im_end|>It stops.<|im_end|>"
     full = tok.decode(batch["input_ids"][0][batch["attention_mask"][0] == 1])
     assert full.count("<|im_start|>assistant") == 2 and "And then?" in full
+    assert "A bar moves.<|im_end|>\n<|im_start|>user" in full and full.endswith("It stops.<|im_end|>")
+    # The option: end of turn + newline after every answer, all trained.
+    old = backend(name, path=str(folder), turn_end="with_newline").encode_sft(messages=messages, videos=[str(videos[1])], max_length=400)
+    assert tok.decode([i for i, label in zip(old["input_ids"], old["labels"]) if label != -100]) == "A bar moves.<|im_end|>\nIt stops.<|im_end|>\n"
     out = b.load_model()(**batch)
     assert torch.isfinite(out.loss)
 

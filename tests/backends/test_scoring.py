@@ -18,7 +18,8 @@ def reference(backend, conversation, text):
     items = [c for c in conversation[0]["content"] if c["type"] in ("video", "image")]
     visuals = [backend.visual_inputs(c) for c in items]
     prompt = tok(backend.render(conversation, visuals, True), add_special_tokens=False)["input_ids"]
-    answer = tok(text + backend.end_of_turn + "\n", add_special_tokens=False)["input_ids"]
+    # A last answer as ms-swift (the release) tokenises it: text + end of turn, nothing after.
+    answer = tok(text + backend.end_of_turn, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([prompt + answer])
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     inputs.update({k: torch.tensor([v]) for k, v in backend.row_extras(prompt + answer).items()})

@@ -115,7 +115,7 @@ def test_easy_pairs_are_learned(trained):
     accuracy = [m["rewards/accuracies"] for m in metrics]
     # Step 0: policy == reference, so the DPO term is log 2; every chosen answer is the same
     # sentence, so the NLL is -logps/chosen (summed per answer) over its token count.
-    n_chosen = len(tctx.backend.processor("red then green then blue.<|im_end|>\n", add_special_tokens=False)["input_ids"])
+    n_chosen = len(tctx.backend.processor("red then green then blue.<|im_end|>", add_special_tokens=False)["input_ids"])
     assert loss[0] == pytest.approx(0.6931 - metrics[0]["logps/chosen"] / n_chosen, abs=1e-3)
     assert sum(loss[-5:]) / 5 < sum(loss[:5]) / 5 - 0.1
     assert sum(accuracy[-10:]) / 10 > 0.9 > sum(accuracy[:3]) / 3

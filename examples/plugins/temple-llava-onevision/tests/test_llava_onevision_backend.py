@@ -215,7 +215,8 @@ def test_sft_batch_trains_and_merges(saved, videos, tmp_path):
                 {"role": "user", "content": "And then?"}, {"role": "assistant", "content": "It stops."}]
     batch = b.collate_sft([b.encode_sft(messages=messages, videos=[videos[1]], max_length=400),
                            b.encode_sft(messages=messages[:2], videos=[videos[0]], max_length=400)])
-    assert b.processor.decode(batch["input_ids"][0][batch["labels"][0] != -100]) == "A bar moves.<|im_end|>\nIt stops.<|im_end|>\n"
+    # ms-swift's rule (temple's default turn_end): each answer + "<|im_end|>" trained, the newline between turns not.
+    assert b.processor.decode(batch["input_ids"][0][batch["labels"][0] != -100]) == "A bar moves.<|im_end|>It stops.<|im_end|>"
     model = b.load_model()
     for p in model.parameters():
         p.requires_grad_(False)
