@@ -2,13 +2,19 @@
 
 Videos are decoded and tokenised per batch by the backend (they are too big to pre-tokenise).
 A sample whose video fails to decode here (it passed the probe before training, so this is
-rare) or that cannot fit ``max_length`` is left out of its batch and counted in ``skipped``;
+rare) or that cannot fit ``max_length`` is counted in ``skipped`` and, given a ``pool`` (the
+stage's rows: ``too_long: resample``), replaced by another row of the pool, as ms-swift's lazy
+dataset does (``LazyLLMDataset``: up to 10 tries in all). ms-swift walks one shuffled order with
+a cursor that moves on every failure; here each failing row has its own seeded order of
+candidates, so which row replaces it depends on nothing else (a resumed stage or another process
+makes the same choice, whatever the order of the rows). Without a pool, or when every candidate fails too, the row is left out;
 a batch with nothing left is an error naming its videos.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 from temple_core.errors import SkipSample, TempleError, VideoError
@@ -20,11 +26,43 @@ class VideoCollator:
     #: What a row is called in messages ("pair", "sample").
     noun = "sample"
 
-    def __init__(self, backend, video_options: dict[str, Any], max_length: int):
+    #: Rows tried for one sample in all, itself included (ms-swift's ``n_try_fetch``).
+    TRIES = 10
+
+    def __init__(self, backend, video_options: dict[str, Any], max_length: int, pool: list[dict[str, Any]] | None = None,
+                 seed: int = 0):
         self.backend = backend
         self.video_options = video_options
         self.max_length = max_length
+        self.pool = pool
+        self.seed = seed
         self.skipped: list[dict[str, Any]] = []
+        self._by_id: list[dict[str, Any]] | None = None
+
+    def candidates(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows that may replace ``row``, in the order they are tried."""
+        if not self.pool:
+            return []
+        if self._by_id is None:  # the pool's order plays no part
+            self._by_id = sorted(self.pool, key=self.row_id)
+        others = [r for r in self._by_id if self.row_id(r) != self.row_id(row)]
+        order = random.Random(f"{self.seed}:replace:{self.row_id(row)}").sample(range(len(others)), min(len(others), self.TRIES - 1))
+        return [others[i] for i in order]
+
+    def _encode_or_replace(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.encode(row)
+        except (SkipSample, VideoError) as exc:
+            entry = {"id": self.row_id(row), "reason": getattr(exc, "reason", str(exc))}
+            self.skipped.append(entry)
+        for other in self.candidates(row):
+            try:
+                encoded = self.encode(other)
+            except (SkipSample, VideoError):
+                continue
+            entry["replaced_by"] = self.row_id(other)
+            return encoded
+        return None
 
     def encode(self, row: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -39,12 +77,7 @@ class VideoCollator:
         raise NotImplementedError
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = []
-        for row in rows:
-            try:
-                encoded.append(self.encode(row))
-            except (SkipSample, VideoError) as exc:
-                self.skipped.append({"id": self.row_id(row), "reason": getattr(exc, "reason", str(exc))})
+        encoded = [e for e in (self._encode_or_replace(row) for row in rows) if e is not None]
         if not encoded:
             names = ", ".join(v for row in rows for v in self.videos_of(row))
             raise TempleError(

@@ -112,8 +112,13 @@ class TrainerOptions:
     #: max_length 8,192) or ``release`` (the authors' launchers: 1 fps, <= 600 frames, <= 9,000,000
     #: px per video in total, >= 3,136 px per frame, max_length 16,384). Keys set in the stage win.
     video: str = attrs.field(default="paper", validator=attrs.validators.in_(tuple(VIDEO_PRESETS)))
-    #: Longest training sequence in tokens; longer samples are skipped, never cut (a micro-batch left with none stops the stage, naming its videos). Unset: the preset's (SPEC §5).
+    #: Longest training sequence in tokens; a longer sample is never cut (``too_long`` says what happens to it). Unset: the preset's (SPEC §5).
     max_length: int | None = attrs.field(default=None, validator=_opt_pos)
+    #: A sample longer than ``max_length`` (or whose video fails to decode mid-stage): ``resample``
+    #: -- ms-swift's, the release's: another sample of the stage takes its place in the batch (up
+    #: to 9 tries, in an order fixed by the seed and the sample); ``skip``: the batch goes on without
+    #: it. A micro-batch left with none stops the stage, naming its videos. See docs/method.md.
+    too_long: str = attrs.field(default="resample", validator=attrs.validators.in_(["resample", "skip"]))
     #: Frames sampled per second of video. Unset: the preset's (SPEC §5).
     fps: float | None = attrs.field(default=None, validator=_opt_pos)
     #: At most this many frames per video. Unset: the preset's (SPEC §5).

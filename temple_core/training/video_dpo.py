@@ -235,7 +235,7 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
         for p in tctx.data
     ]
     collator = PreferenceCollator(
-        backend, video_options(options), options.max_length
+        backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None, seed=tctx.seed
     )
     vision = "frozen" if options.freeze_vision else "full"
     with quiet_library_deprecations():
@@ -265,6 +265,7 @@ def train_dpo(options, tctx) -> dict[str, Any]:
     trainer, collator = build_dpo_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
     summary["skipped_in_batches"] = len(collator.skipped)
+    summary["replaced_in_batches"] = sum(1 for s in collator.skipped if s.get("replaced_by"))
     summary["vision_features_reused"] = trainer.reuse_vision_features
     summary["vision_once_per_video"] = trainer.vision_once_per_video
     summary["prefix_sharing"] = trainer.prefix_sharing

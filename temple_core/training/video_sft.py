@@ -34,7 +34,8 @@ def build_sft_trainer(options, tctx):
         dataset_kwargs={"skip_prepare_dataset": True},
     )
     rows = [{"id": s["id"], "messages": json.dumps(s["messages"]), "videos": s["videos"]} for s in tctx.data]
-    collator = SFTCollator(backend, video_options(options), options.max_length)
+    collator = SFTCollator(backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None,
+                           seed=tctx.seed)
     with quiet_library_deprecations():
         trainer = SFTTrainer(
             model=model,
@@ -55,4 +56,5 @@ def train_sft(options, tctx) -> dict[str, Any]:
     trainer, collator = build_sft_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
     summary["skipped_in_batches"] = len(collator.skipped)
+    summary["replaced_in_batches"] = sum(1 for s in collator.skipped if s.get("replaced_by"))
     return summary
