@@ -313,7 +313,3 @@ def doc_tree() -> str:
     """The run directory's contract as the fenced block of docs/run-directory.md shows it."""
     width = max(len(path) for path, _ in ENTRIES) + len("<run_dir>/") + 2
     return "\n".join(f"{'<run_dir>/' + path:<{width}}{meaning}" for path, meaning in ENTRIES)
-
-
-if __name__ == "__main__":  # python -m temple_core.store.layout: the tree of docs/run-directory.md
-    print(doc_tree())

@@ -112,6 +112,13 @@ def test_the_run_directory_doc_shows_the_layout():
     assert doc_tree() in text, "docs/run-directory.md's tree is not RunLayout's ENTRIES: regenerate it from doc_tree()"
     for path, _ in ENTRIES:
         assert path in text
+    # The command the doc names prints that tree, without a warning.
+    import subprocess
+    import sys
+
+    assert "`python -m temple_core.store` prints it" in text
+    out = subprocess.run([sys.executable, "-W", "error", "-m", "temple_core.store"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "" and out.stdout.strip() == doc_tree().strip(), out.stderr
 
 
 def test_a_second_lock_is_refused_naming_the_holder(tmp_path):
