@@ -10,7 +10,7 @@ template come from the model directory.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -242,6 +242,15 @@ class Qwen2VLBackend(QwenVLBackend):
         )
 
 
+@attrs.define(kw_only=True)
+class Qwen2_5VLOptions(HFChatBackend.Options):
+    #: ``second_per_grid_ts`` of a training video: ``swift`` (ms-swift's template, the release's):
+    #: temporal patch size / the stage's fps, whatever was sampled (1.0 at 2 fps, also where
+    #: ``max_frames`` capped a long video's rate); ``sampled``: / the rate the frames were really
+    #: sampled at. Chat and evaluation always use the sampled rate. See docs/method.md.
+    train_seconds_per_grid: Literal["swift", "sampled"] = attrs.field(default="swift", validator=attrs.validators.in_(["swift", "sampled"]))
+
+
 class Qwen2_5VLBackend(QwenVLBackend):
     """Qwen2.5-VL (transformers ``Qwen2_5_VLForConditionalGeneration``; video time in ``second_per_grid_ts``)."""
 
@@ -249,6 +258,15 @@ class Qwen2_5VLBackend(QwenVLBackend):
     model_types = ("qwen2_5_vl",)
     has_second_per_grid = True
     processor_class = "Qwen2_5_VLProcessor"
+    Options = Qwen2_5VLOptions
+
+    def training_visual_inputs(self, item, fps=None, max_frames=None, max_pixels=None, min_pixels=None, total_pixels=None):
+        # ms-swift 3.7's Qwen2.5-VL template: temporal_patch_size / qwen_vl_utils' FPS (the
+        # launchers' FPS), not the rate a capped video was really sampled at.
+        vis = self.visual_inputs(item, fps, max_frames, max_pixels, min_pixels, total_pixels)
+        if vis["kind"] == "video" and self.options.train_seconds_per_grid == "swift":
+            vis = {**vis, "seconds_per_grid": self._vision_cfg().temporal_patch_size / (fps or self.options.fps)}
+        return vis
 
     def model_class(self):
         from transformers import Qwen2_5_VLForConditionalGeneration
@@ -273,7 +291,7 @@ MIMO_CAPTION_REMARK = re.compile(r"\([^()]*aption[^()]*\)")
 
 
 @attrs.define(kw_only=True)
-class MiMoVLOptions(HFChatBackend.Options):
+class MiMoVLOptions(Qwen2_5VLOptions):
     #: Clean MiMo-VL's video descriptions as the release does (SPEC §2.5): keep the text from
     #: the last "The video opens/starts/begins", drop a description without one, strip
     #: parenthetical "(...caption...)" remarks.

@@ -259,6 +259,13 @@ class HFChatBackend(Backend):
         ``total_pixels`` is a whole video's pixel budget (see :func:`frame_pixel_cap`)."""
         raise NotImplementedError
 
+    def training_visual_inputs(self, item: dict[str, Any], fps: float | None = None, max_frames: int | None = None,
+                               max_pixels: int | None = None, min_pixels: int | None = None,
+                               total_pixels: int | None = None) -> dict[str, Any]:
+        """:meth:`visual_inputs` of a training sample (``encode_preference`` / ``encode_sft``);
+        a family whose training framework builds them differently overrides it."""
+        return self.visual_inputs(item, fps, max_frames, max_pixels, min_pixels, total_pixels)
+
     def expand_placeholder(self, placeholder: str, visual: dict[str, Any]) -> str:
         """The text that replaces one template placeholder for ``visual``."""
         if placeholder != f"<|{visual['kind']}_pad|>":
@@ -451,7 +458,7 @@ class HFChatBackend(Backend):
     def encode_preference(self, *, video, prompt, chosen, rejected, max_length, fps=None, max_frames=None, max_pixels=None,
                           min_pixels=None, total_pixels=None):
         item = video if isinstance(video, dict) else {"type": "video", "path": str(video)}
-        vis = self.visual_inputs(item, fps, max_frames, max_pixels, min_pixels, total_pixels)
+        vis = self.training_visual_inputs(item, fps, max_frames, max_pixels, min_pixels, total_pixels)
         messages = [{"role": "user", "content": [item, {"type": "text", "text": prompt}]}]
         out: dict[str, Any] = {"visuals": [vis]}
         for side, answer in (("chosen", chosen), ("rejected", rejected)):
@@ -481,7 +488,7 @@ class HFChatBackend(Backend):
                         raise SkipSample("more <video> placeholders than videos")
                     c = {"type": "video", "path": str(paths.pop(0))}
                 if c["type"] in ("video", "image"):
-                    visuals.append(self.visual_inputs(c, fps, max_frames, max_pixels, min_pixels, total_pixels))
+                    visuals.append(self.training_visual_inputs(c, fps, max_frames, max_pixels, min_pixels, total_pixels))
                 items.append(c)
             converted.append({"role": m["role"], "content": items})
         tok = self.processor

@@ -206,3 +206,23 @@ def test_preset_video_input_reaches_the_model(tmp_path, preset, extra):
     assert visual["grid"] == [math.ceil(frames / 2), rh // 14, rw // 14]
     if extra:
         assert rh * rw < 320 * 240 / 3  # the budget, not the per-frame cap, decided the size
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "mimo_vl"])
+def test_training_second_per_grid_ts_is_ms_swifts(tmp_path, family):
+    """ms-swift 3.7's Qwen2.5-VL template sets a training video's ``second_per_grid_ts`` to
+    ``temporal_patch_size / FPS`` (qwen-vl-utils' FPS, the launchers' setting), whatever was
+    sampled: a 60 s video capped at 10 frames at 2 fps gets 2 / 2 = 1.0, not 2 / (10 / 60 s)."""
+    video = write_sized_video(tmp_path / "v.mp4", 64, 48, frames=240, fps=4)
+    kwargs = dict(video=str(video), prompt="Describe.", chosen="a b", rejected="b a", max_length=4096, fps=2.0, max_frames=10)
+    swift = build_backend(family, preset="tiny-random").encode_preference(**kwargs)
+    assert [v["seconds_per_grid"] for v in swift["visuals"]] == [2 / 2.0]
+    sampled = build_backend(family, preset="tiny-random", train_seconds_per_grid="sampled").encode_preference(**kwargs)
+    (visual,) = sampled["visuals"]
+    assert visual["grid"][0] == 5 and visual["seconds_per_grid"] == pytest.approx(2 / (10 / 60), rel=0.05)  # the capped rate
+    # Chat and evaluation keep the sampled rate.
+    chat = build_backend(family, preset="tiny-random").visual_inputs({"type": "video", "path": str(video)}, 2.0, 10)
+    assert chat["seconds_per_grid"] == visual["seconds_per_grid"]
+    # In the model's batch.
+    backend = build_backend(family, preset="tiny-random")
+    assert backend.collate_preference([swift])["second_per_grid_ts"].tolist() == [1.0]
