@@ -7,8 +7,8 @@ stage's rows: ``too_long: resample``), replaced by another row of the pool, as m
 dataset does (``LazyLLMDataset``: up to 10 tries in all). ms-swift walks one shuffled order with
 a cursor that moves on every failure; here each failing row has its own seeded order of
 candidates, so which row replaces it depends on nothing else (a resumed stage or another process
-makes the same choice, whatever the order of the rows). Without a pool, or when every candidate fails too, the row is left out;
-a batch with nothing left is an error naming its videos.
+makes the same choice, whatever the order of the rows). Without a pool, or when every candidate
+fails too, the row is left out; a batch with nothing left is an error naming its videos.
 """
 
 from __future__ import annotations
