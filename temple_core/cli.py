@@ -101,6 +101,12 @@ def _plugins_list(args) -> int:
             f"{row['kind']:<{width['kind']}}  {row['name']:<{width['name']}}  "
             f"{row['source']:<{width['source']}}  {row['summary']}{status}"
         )
+    from temple_core.stages import recipe_keys
+
+    keys = recipe_keys()
+    print("\nwhere a recipe names them:")
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        print(f"  {kind:<{width['kind']}}  {', '.join(keys.get(kind, ['-']))}")
     return 0
 
 

@@ -38,3 +38,18 @@ STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 
 def stage(name: str) -> StageSpec:
     return next(s for s in STAGES if s.name == name)
+
+
+def recipe_keys() -> dict[str, list[str]]:
+    """Plugin kind -> the recipe keys that name a component of it (``generate.captioner``,
+    ``eval.evaluators[]``...): each section's component fields, and a training stage's ``trainer``."""
+    from temple_core.config import component_kind
+
+    keys: dict[str, list[str]] = {"trainers": ["train.stages[].trainer"]}
+    for spec in STAGES:
+        for field in attrs.fields(spec.config):
+            kind = component_kind(field)
+            if kind is not None:
+                many = "list" in str(field.type)
+                keys.setdefault(kind, []).append(f"{spec.name}.{field.name}{'[]' if many else ''}")
+    return keys

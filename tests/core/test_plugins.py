@@ -41,9 +41,18 @@ def test_list_json_names_every_builtin_and_the_third_party_plugin():
 def test_list_by_kind_and_text_output():
     result = temple("plugins", "list", "--kind", "perturbations")
     assert result.returncode == 0
-    lines = result.stdout.strip().splitlines()
+    table, _, keys = result.stdout.strip().partition("\n\nwhere a recipe names them:\n")
+    lines = table.splitlines()
     assert lines and all(line.startswith("perturbations") for line in lines)
     assert any("swap-halves" in line and "temple-swap-halves" in line for line in lines)
+    assert keys.split() == ["perturbations", "generate.perturbations[]"]  # the recipe key of the kind listed
+    # Every kind, with the keys a recipe writes it under (a plugin named under another key is an error).
+    every = temple("plugins", "list").stdout.split("where a recipe names them:\n")[1]
+    for kind, where in [("caption_generators", "generate.captioner"), ("backends", "generate.backend, train.backend, eval.backend"),
+                        ("trainers", "train.stages[].trainer"), ("evaluators", "eval.evaluators[]"), ("shot_detectors", "select.shot_detector"),
+                        ("similarity_encoders", "select.encoder"), ("exporters", "generate.exporters[]")]:
+        assert f"  {kind}" in every and where in every.split(f"  {kind}", 1)[1].splitlines()[0], (kind, every)
+    assert set(KINDS) <= {line.split()[0] for line in every.splitlines()}
 
 
 def test_registry_names_real_kinds():
