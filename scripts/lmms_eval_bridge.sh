@@ -12,6 +12,7 @@
 # the tests ~2.5 min.
 #   bash scripts/lmms_eval_bridge.sh            # build (if missing) and test
 #   TEMPLE_LMMS_REBUILD=1 bash scripts/lmms_eval_bridge.sh
+#   TEMPLE_LMMS_BUILD_ONLY=1 bash scripts/lmms_eval_bridge.sh   # build (if missing) and stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -30,6 +31,9 @@ if [ -n "${TEMPLE_LMMS_REBUILD:-}" ] || [ ! -x "$VENV/bin/python" ] || ! "$VENV/
   "$VENV/bin/python" -m pip install -q --no-deps --target "$VENV/qwen-vl-utils-0.0.11" qwen-vl-utils==0.0.11
   "$VENV/bin/python" -m pip install -q -c scripts/lmms-constraints.txt -e .
   echo "lmms-bridge: built $VENV in $(( $(date +%s) - started )) s"
+fi
+if [ -n "${TEMPLE_LMMS_BUILD_ONLY:-}" ]; then
+  exit 0  # .ci/run builds it beside the main suite, then calls this again for the tests
 fi
 "$VENV/bin/python" -c "import torch, torchvision, lmms_eval, importlib.metadata as m; print('lmms-bridge: torch', torch.__version__, 'torchvision', torchvision.__version__, 'lmms-eval', m.version('lmms_eval'))"
 LMMS_PYTHON="$(cd "$VENV" && pwd)/bin/python"
