@@ -36,18 +36,18 @@ def selected_videos(layout: RunLayout) -> list[VideoRecord]:
 
 
 def _why_none(records: list[VideoRecord]) -> str:
-    """What selection said about videos it kept none of: unreadable ones (first few named),
-    rejection reasons counted."""
-    from collections import Counter
+    """What selection said about videos it kept none of, from the select stage's own summary:
+    unreadable ones (first few named), rejection reasons counted (most frequent first)."""
+    from temple_core.stages.select import summarize
 
-    errors = [r for r in records if r.status == "error"]
-    reasons = Counter(r.reason for r in records if r.status == "rejected")
+    s = summarize([r.to_dict() for r in records])
     parts = []
-    if errors:
-        named = "; ".join(f"{r.video_id}: {r.reason}" for r in errors[:3])
-        parts.append(f"{len(errors)} could not be read -- {named}{'; ...' if len(errors) > 3 else ''}")
-    if reasons:
-        parts.append(f"{sum(reasons.values())} rejected -- " + ", ".join(f"{k}: {v}" for k, v in reasons.most_common()))
+    if s["error"]:
+        named = "; ".join(s["errors"][:3])
+        parts.append(f"{s['error']} could not be read -- {named}{'; ...' if s['error'] > 3 else ''}")
+    if s["rejected"]:
+        reasons = sorted(s["reasons"].items(), key=lambda kv: -kv[1])
+        parts.append(f"{s['rejected']} rejected -- " + ", ".join(f"{k}: {v}" for k, v in reasons))
     return "; ".join(parts) + "; see docs/selection.md for the rules and their recipe keys"
 
 

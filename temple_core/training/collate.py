@@ -39,6 +39,12 @@ class VideoCollator:
         self.skipped: list[dict[str, Any]] = []
         self._by_id: list[dict[str, Any]] | None = None
 
+    def counts(self) -> dict[str, int]:
+        """For the stage summary: samples that failed in their batch, and how many of them
+        another sample replaced."""
+        return {"skipped_in_batches": len(self.skipped),
+                "replaced_in_batches": sum(1 for s in self.skipped if s.get("replaced_by"))}
+
     def candidates(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows that may replace ``row``, in the order they are tried."""
         if not self.pool:

@@ -264,8 +264,7 @@ def train_dpo(options, tctx) -> dict[str, Any]:
 
     trainer, collator = build_dpo_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
-    summary["skipped_in_batches"] = len(collator.skipped)
-    summary["replaced_in_batches"] = sum(1 for s in collator.skipped if s.get("replaced_by"))
+    summary.update(collator.counts())
     summary["vision_features_reused"] = trainer.reuse_vision_features
     summary["vision_once_per_video"] = trainer.vision_once_per_video
     summary["prefix_sharing"] = trainer.prefix_sharing

@@ -55,6 +55,5 @@ def train_sft(options, tctx) -> dict[str, Any]:
 
     trainer, collator = build_sft_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
-    summary["skipped_in_batches"] = len(collator.skipped)
-    summary["replaced_in_batches"] = sum(1 for s in collator.skipped if s.get("replaced_by"))
+    summary.update(collator.counts())
     return summary
