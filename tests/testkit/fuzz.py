@@ -8,7 +8,7 @@ added; or the text itself changed (a line duplicated, a section repeated, bytes 
 not UTF-8, a UTF-16 file, deep nesting, an alias bomb). :func:`check` runs the real command
 line in-process: ``temple validate`` must exit 0, or exit 2 with exactly one line on stderr;
 a valid recipe whose train section is untouched must then really run select and generate
-(exit 0); a valid train section must give TRL's config class no reason to refuse it.
+(exit 0, or, where selection kept none of the videos, exit 1 with one line saying so); a valid train section must give TRL's config class no reason to refuse it.
 
 ``tests/core/test_recipe_fuzz.py`` runs a bounded number of mutations in CI;
 ``benchmarks/recipe_fuzz.py`` runs many more (``TEMPLE_FUZZ_EXAMPLES``) and also trains the
@@ -301,6 +301,18 @@ def check(raw: bytes, done: list[str], train_touched: bool, run: bool, train: bo
         code, _, err = cli(*args)
         if code == 2 and "temple: error: --stages" in err:
             return "valid"
+        if code == 1 and "select kept none of the" in err:
+            # The videos, not the recipe: selection (stricter after the mutation, or with a video
+            # removed) rejected every one, which validate cannot know. The run must stop there with
+            # one line, and selection's records must really say so.
+            from temple_core.store import read_jsonl
+
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("temple: error: "), f"{what}: not one line:\n{err[-3000:]}"
+            records = read_jsonl(Path(recipe.run_dir) / "select" / "videos.jsonl")
+            assert records and not any(r["status"] == "kept" for r in records), f"{what}: {err}"
+            assert f"select kept none of the {len(records)} videos" in err, f"{what}: {err}"
+            return "kept none"
         assert code == 0, f"{what}: validated, then the run failed (exit {code}):\n{err[-3000:]}"
         return "ran"
 
