@@ -23,7 +23,6 @@ import importlib
 import importlib.metadata
 import json
 import os
-import sys
 import time
 from pathlib import Path
 

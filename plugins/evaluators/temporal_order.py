@@ -33,7 +33,7 @@ import attrs
 
 from temple_core.config import ComponentSpec, component_field, path_field
 from temple_core.contracts import Evaluator
-from temple_core.errors import RecipeError, TempleError
+from temple_core.errors import RecipeError
 from temple_core.evaluation import EvalResult, EvaluatorOptions
 from temple_core.evaluation.heldout import check_heldout
 from temple_core.evaluation.stats import cell, clustered_interval

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import attrs
 import numpy as np
 
@@ -26,13 +28,11 @@ class OpenClipEncoder(SimilarityEncoder):
 
     def __init__(self, options: OpenClipEncoder.Options | None = None):
         self.options = options or self.Options()
-        try:
-            import open_clip  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("open_clip") is None:
             raise TempleError(
                 "similarity encoder 'openclip' needs the optional package open_clip_torch: "
                 "pip install 'temple[openclip]' (or pip install open_clip_torch)"
-            ) from None
+            )
         self._model = None
 
     def _load(self):

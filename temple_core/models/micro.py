@@ -384,7 +384,6 @@ def skill_checks(backend, captioner, seed: int, count: int, workdir: Path) -> di
     recall. What micro_card.json reports; the study measures the same through the evaluators."""
     from temple_core.evaluation.texts import ordered_description
     from temple_core.generation.captions import extract_caption
-    from temple_core.samples import world
 
     pool = load_pool(seed, max(4, count // 6), workdir / "heldout", split="heldout")
     rng = random.Random(f"micro-checks:{seed}")

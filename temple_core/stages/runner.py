@@ -29,7 +29,6 @@ from temple_core.recipe import Recipe, resolve_videos, video_ids
 from temple_core.stages import STAGES
 from temple_core.store import Ledger, RunLayout, RunLock
 from temple_core.store.files import clean_stale_temps, storage_errors, write_text_atomic
-from temple_core.store.ledger import FINISHED
 
 
 @attrs.define

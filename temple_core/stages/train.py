@@ -220,15 +220,6 @@ def _describe_start(spec: ComponentSpec) -> str:
     return spec.name
 
 
-def _describe_start(spec: ComponentSpec) -> str:
-    options = spec.options
-    for key in ("path", "preset"):
-        value = getattr(options, key, None)
-        if value:
-            return f"{spec.name} {key}={value}"
-    return spec.name
-
-
 def single_process_cpu_launch(env) -> bool:
     """``accelerate launch --cpu --num_processes N`` (N > 1) without mpirun starts ONE process:
     accelerate's simple launcher sets ``MASTER_ADDR`` for N processes but spawns one, with no

@@ -1,6 +1,5 @@
 """Qwen2-VL, Qwen2.5-VL and MiMo-VL backends on real (tiny, random) transformers models."""
 
-import json
 import shutil
 from pathlib import Path
 

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 from temple_core.distributed import shard
 from temple_core.store import ShardedJsonl, append_jsonl, read_jsonl

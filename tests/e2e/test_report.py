@@ -1,6 +1,5 @@
 """report.html renders in headless Chromium with no console message, from a real select run."""
 
-import shutil
 
 import pytest
 import yaml

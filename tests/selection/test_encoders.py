@@ -1,5 +1,7 @@
 """Similarity encoders: unit-norm embeddings; same scene similar, different scenes not."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -61,15 +63,12 @@ def test_siglip_needs_path_or_preset(plugins):
 
 
 def test_openclip_without_package_says_how_to_install():
-    try:
-        import open_clip  # noqa: F401
-    except ImportError:
-        from temple_plugins.similarity_encoders.openclip import OpenClipEncoder
-
-        with pytest.raises(TempleError, match=r"pip install 'temple\[openclip\]'"):
-            OpenClipEncoder()
-    else:
+    if importlib.util.find_spec("open_clip") is not None:
         pytest.skip("open_clip_torch is installed")
+    from temple_plugins.similarity_encoders.openclip import OpenClipEncoder
+
+    with pytest.raises(TempleError, match=r"pip install 'temple\[openclip\]'"):
+        OpenClipEncoder()
 
 
 def structure_select(plugins, data):

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit.selection import VIDEOS
-from testkit.selection import selection_plugins
 
 from temple_core.recipe import recipe_from_data
 from temple_core.stages.runner import StageContext
