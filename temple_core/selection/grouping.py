@@ -4,8 +4,8 @@ Repeatedly merge the most similar pair of clusters while that similarity is stri
 ``threshold``; the merged cluster's similarity to every other is the *plain mean* of the
 two rows (WPGMA). That is exactly scipy's ``linkage(1 - s, method="weighted")`` (compiled,
 nearest-neighbour chain) with the tree cut strictly below distance ``1 - threshold``, so
-the library does the work. The tests check it against :func:`group_wpgma_reference`, the
-greedy loop written out in similarity space.
+the library does the work. The tests check it against the greedy loop written out in
+similarity space (``tests/testkit/references.py``: ``wpgma_greedy``).
 
 Exactness: ``1 - s`` is computed exactly for ``s >= 0.5`` (Sterbenz), so with the default
 threshold a similarity exactly *at* the threshold never merges, as the rule says. Ties
@@ -66,29 +66,3 @@ def groups_of(labels: list[int]) -> list[list[int]]:
     for i, label in enumerate(labels):
         groups[label].append(i)
     return groups
-
-
-def group_wpgma_reference(similarity, threshold: float = 0.8) -> list[int]:
-    """The straightforward pure-Python version (for tests and the benchmark baseline)."""
-    n = len(similarity)
-    s = [[float(similarity[i][j]) for j in range(n)] for i in range(n)]
-    members = {i: [i] for i in range(n)}
-    while len(members) > 1:
-        best, pair = None, None
-        keys = sorted(members)
-        for x, i in enumerate(keys):
-            for j in keys[x + 1 :]:
-                if best is None or s[i][j] > best:
-                    best, pair = s[i][j], (i, j)
-        if not best > threshold:
-            break
-        a, b = pair
-        for k in keys:
-            if k not in (a, b):
-                s[a][k] = s[k][a] = 0.5 * (s[a][k] + s[b][k])
-        members[a].extend(members.pop(b))
-    labels = [0] * n
-    for root, items in members.items():
-        for item in items:
-            labels[item] = root
-    return _relabel(np.array(labels))

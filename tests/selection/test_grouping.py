@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from temple_core.selection import group_wpgma, groups_of
-from temple_core.selection.grouping import group_wpgma_reference
+from testkit.references import wpgma_greedy
 
 
 def random_similarity(rng, n, tie_fraction, threshold, grid):
@@ -56,7 +56,7 @@ def has_tied_merges_above(sim, threshold):
 def test_equals_greedy_loop(seed, n, tie_fraction, threshold):
     rng = np.random.default_rng(seed)
     sim = random_similarity(rng, n, tie_fraction, threshold, grid=False)
-    assert group_wpgma(sim, threshold) == group_wpgma_reference(sim, threshold)
+    assert group_wpgma(sim, threshold) == wpgma_greedy(sim, threshold)
 
 
 @settings(max_examples=150, deadline=None)
@@ -67,7 +67,7 @@ def test_equals_greedy_loop_on_exact_grid_with_ties_at_threshold(seed, n, tie_fr
     sim = random_similarity(rng, n, tie_fraction, threshold, grid=True)
     if has_tied_merges_above(sim, threshold):
         return  # equal candidates: either order is WPGMA; skip rather than compare orders
-    assert group_wpgma(sim, threshold) == group_wpgma_reference(sim, threshold)
+    assert group_wpgma(sim, threshold) == wpgma_greedy(sim, threshold)
 
 
 def test_ties_at_threshold_never_merge():
@@ -92,7 +92,7 @@ def test_merged_row_is_plain_mean_not_size_weighted():
         ]
     )
     assert group_wpgma(sim, 0.8) == [0, 0, 0, 0]
-    assert group_wpgma_reference(sim, 0.8) == [0, 0, 0, 0]
+    assert wpgma_greedy(sim, 0.8) == [0, 0, 0, 0]
 
 
 def test_groups_of():
@@ -110,7 +110,7 @@ def test_equals_greedy_loop_on_large_matrices(n, kind):
         x = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.normal(size=(n, 32))
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         sim = x @ x.T
-    assert group_wpgma(sim, 0.8) == group_wpgma_reference(sim, 0.8)
+    assert group_wpgma(sim, 0.8) == wpgma_greedy(sim, 0.8)
 
 
 def test_bad_matrices_are_refused():

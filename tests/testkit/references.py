@@ -27,3 +27,29 @@ def qwen_vl_utils_frame(frame):
 
     h, w = smart_resize(frame.shape[0], frame.shape[1], 28, 4 * 28 * 28, 16384 * 28 * 28)
     return np.asarray(Image.fromarray(frame).resize((w, h)))
+
+
+def wpgma_greedy(similarity, threshold: float = 0.8) -> list[int]:
+    """SPEC section 1's grouping, written out in similarity space: repeatedly merge the most
+    similar pair of clusters while its similarity is strictly above ``threshold``; the merged
+    row is the plain mean of the two (WPGMA). Labels 0, 1, ... by first appearance."""
+    n = len(similarity)
+    s = [[float(similarity[i][j]) for j in range(n)] for i in range(n)]
+    members = {i: [i] for i in range(n)}
+    while len(members) > 1:
+        best, pair = None, None
+        keys = sorted(members)
+        for x, i in enumerate(keys):
+            for j in keys[x + 1 :]:
+                if best is None or s[i][j] > best:
+                    best, pair = s[i][j], (i, j)
+        if not best > threshold:
+            break
+        a, b = pair
+        for k in keys:
+            if k not in (a, b):
+                s[a][k] = s[k][a] = 0.5 * (s[a][k] + s[b][k])
+        members[a].extend(members.pop(b))
+    root_of = {item: root for root, items in members.items() for item in items}
+    names: dict[int, int] = {}
+    return [names.setdefault(root_of[i], len(names)) for i in range(n)]
