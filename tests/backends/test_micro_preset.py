@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from temple_core.models import micro
 from temple_core.plugins import get_plugin_manager
-from temple_core.samples import world
 
 REDUCED = json.dumps({"steps": 3, "videos": 3, "checks": 2, "batch_size": 4})
 
@@ -56,15 +55,16 @@ def test_two_builds_with_one_seed_are_bit_identical(monkeypatch, tmp_path):
     assert micro.key() != a.name.split("-")[2]
 
 
-def test_the_micro_model_is_a_qwen2_vl_that_captions_a_world_clip(monkeypatch, tmp_path):
+def test_the_micro_model_is_a_qwen2_vl_that_answers_the_captioners_conversation_greedily(monkeypatch, tmp_path):
     backend, folder = build(monkeypatch, tmp_path / "a")
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["Qwen2VLForConditionalGeneration"]
     assert 1_000_000 < sum(p.numel() for p in backend.load_model().parameters()) < 5_000_000
-    # The captioner's own conversation on the true clips of a world video, through chat.
-    path = world.write_video(tmp_path / "v", 0, "heldout", 0)
+    # The captioner's own conversation on the true clips of a world video, through chat: a
+    # greedy answer, the same on a second call (its text is not checked: a few steps of
+    # pre-training make no captioner).
     pool = micro.load_pool(0, 1, tmp_path / "pool", split="heldout")
     conversation = micro.contextual_captioner().clip_conversation(pool[0].clips, (None, 0))
     (answer,) = backend.chat([conversation], max_new_tokens=8, do_sample=False)
-    assert isinstance(answer, str)
-    assert path.is_file()
+    (again,) = backend.chat([conversation], max_new_tokens=8, do_sample=False)
+    assert isinstance(answer, str) and answer == again

@@ -1,5 +1,6 @@
 """`temple compare` on two real eval runs: one table (run x checkpoint by evaluator, with
-intervals) and a chart; the report's evaluation section renders in headless Chromium."""
+intervals) and a chart; the report's evaluation section is in report.html (the page as a browser shows
+it is checked in tests/e2e/test_report.py, in headless Chromium)."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def test_generation_mode_counts_unparseable_answers(mc_file, tmp_path):
     req = request(backend, tmp_path, batch_size=3)
     ev.score(req)
     result = ev.result(req, req.items.records())
-    parsed = [parse_letter(a, len(line["options"])) for a, line in zip(answers, lines)]
+    parsed = [1, 0, 2, None, 0, 3, None, 1]  # the letters of those answers, read by hand
     right = [p == right_index(line) for p, line in zip(parsed, lines)]
     assert result.metrics["unparseable"] == parsed.count(None) == 2
     assert result.score == pytest.approx(sum(right) / len(lines))

@@ -51,4 +51,9 @@ def test_qwen2_vl_pairs_feed_a_qwen2_5_vl_recipe(tmp_path):
         video=pairs[0].video_path, prompt=pairs[0].prompt, chosen=pairs[0].chosen, rejected=pairs[0].rejected,
         max_length=4096, fps=2.0, max_frames=8,
     )
-    assert encoded
+    # What the trainer's model learns on each side is exactly that answer of the file, ended as
+    # ms-swift ends the last turn (decoded with the training backend's own tokenizer).
+    tok = getattr(trainer_backend.processor, "tokenizer", trainer_backend.processor)
+    for side, text in (("chosen", pairs[0].chosen), ("rejected", pairs[0].rejected)):
+        learned = [i for i, label in zip(encoded[f"{side}_input_ids"], encoded[f"{side}_labels"]) if label != -100]
+        assert tok.decode(learned) == text + "<|im_end|>", side

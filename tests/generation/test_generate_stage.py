@@ -61,7 +61,8 @@ def test_stage_writes_captions_and_filtered_pairs(selected, tmp_path):
             assert (pid in dropped) != any(p.pair_id == pid for p in pairs)
             if r["kept_indices"] == list(range(len(caption.clip_captions))):
                 assert dropped[pid] == "contained"
-    assert not any(p.perturbation == "reverse" for p in pairs if p.pair_id in {k for c in captions for k in c.extra["dropped"]})
+    assert not [k for c in captions for k in c.extra["dropped"] if "-reverse-" in k]
+    assert sum(p.perturbation == "reverse" for p in pairs) == 3 * 4
 
 
 def test_interrupted_run_resumes_to_the_same_pairs(selected, tmp_path):
