@@ -11,13 +11,19 @@ from __future__ import annotations
 import re
 
 # "Caption:", "**Final caption:**", "Detailed caption of clip 2 -", "Answer:" ...
+# "Caption 2:", "Caption for this clip:", "Caption (clip 2):" ...
 _PREFIX = re.compile(
-    r"^\s*(?:[-*#>]+\s*)*(?:\*\*|__)?\s*(?:final\s+|detailed\s+)?(?:caption|description|answer)"
-    r"(?:\s+(?:of|for)\s+(?:the\s+)?(?:second\s+clip|clip\s*2))?\s*(?:\*\*|__)?\s*[:\-–—]\s*(?:\*\*|__)?\s*",
+    r"^\s*(?:[-*#>]+\s*)*(?:\*\*|__)?\s*(?:final\s+|detailed\s+)?(?:caption|description|answer)(?:\s*\d+)?"
+    r"(?:\s+(?:of|for)\s+(?:the\s+|this\s+)?(?:second\s+clip|clip(?:\s*\d+)?))?(?:\s*\([^)]*\))?"
+    r"\s*(?:\*\*|__)?\s*[:\-–—]\s*(?:\*\*|__)?\s*",
     re.IGNORECASE,
 )
 _MARKDOWN = re.compile(r"(\*\*|__|\*|`|^#+\s*)")
-_QUOTES = "\"'“”‘’«»"
+# A caption wrapped in a pair of quotes loses that pair only: an opening quote at the start,
+# its closing one at the end (a final . ! ? after it is kept), and for the double quotes none
+# in between -- a quoted word inside or at either end ('"OPEN" is painted', "the players'")
+# stays as written.
+_WRAPPED = re.compile(r'^(?:"(?P<d>[^"]*)"|“(?P<c>[^“”]*)”|‘(?P<s>.*)’|«(?P<a>[^«»]*)»|\'(?P<q>.*)\')(?P<end>[.!?]?)$', re.DOTALL)
 _RENAMES = (
     (re.compile(r"\b(?:the\s+)?(?:clip\s*2|second\s+clip)\b", re.IGNORECASE), "this clip"),
     (re.compile(r"\b(?:the\s+)?(?:clip\s*1|first\s+clip)\b", re.IGNORECASE), "the previous clip"),
@@ -32,7 +38,10 @@ def extract_caption(text: str) -> str:
     line = lines[-1]
     line = _PREFIX.sub("", line, count=1)
     line = _MARKDOWN.sub("", line).strip()
-    line = line.strip(_QUOTES).strip()
+    wrapped = _WRAPPED.match(line)
+    if wrapped:
+        inner = next(v for k, v in wrapped.groupdict().items() if k != "end" and v is not None)
+        line = (inner.strip() + wrapped["end"]).strip()
     for pattern, replacement in _RENAMES:
         line = pattern.sub(replacement, line)
     # A sentence that now starts with "this clip" is capitalised again.

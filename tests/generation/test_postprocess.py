@@ -22,6 +22,18 @@ from temple_core.recipe import recipe_from_data
         ("## Description - *A boat* at sea", "A boat at sea"),
         ("", ""),
         ("\n  \n", ""),
+        # Only a pair of quotes around the whole caption goes; quotes of the caption stay.
+        ('Caption: "A man shouts \'hi\'"', "A man shouts 'hi'"),
+        ("Caption: 'Stop' is painted on the road.", "'Stop' is painted on the road."),
+        ('Caption: A sign reading "OPEN"', 'A sign reading "OPEN"'),
+        ("Caption: A view of the players'", "A view of the players'"),
+        ('Caption: "OPEN" and "CLOSED" signs hang side by side', '"OPEN" and "CLOSED" signs hang side by side'),
+        ('Caption: "A dog runs".', "A dog runs."),
+        ("Caption: 'The dog's ball rolls.'", "The dog's ball rolls."),
+        # Numbered and other prefix forms a model writes after the summary's "Caption 1: ..." list.
+        ("Caption 2: A dog runs.", "A dog runs."),
+        ("Caption for this clip: A dog runs.", "A dog runs."),
+        ("Caption (clip 2): A dog runs.", "A dog runs."),
     ],
 )
 def test_extract_caption(answer, caption):
