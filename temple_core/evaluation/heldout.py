@@ -4,12 +4,12 @@ A score on videos the model was trained on measures memory, not temporal underst
 evaluator on held-out videos refuses any video this run selected from or trained on: the
 inputs of its ``select`` stage, the videos of its pairs, and every video of every train
 stage's data file (another run's pairs, SFT samples). Files are compared by real path, and
-files of equal size also by content (a copy in another folder is the same video).
+files of equal size also byte for byte (a copy in another folder is the same video).
 """
 
 from __future__ import annotations
 
-import hashlib
+import filecmp
 import os
 from pathlib import Path
 
@@ -44,18 +44,12 @@ def training_videos(ctx) -> dict[str, str]:
     return out
 
 
-def _fingerprint(path: str) -> str | None:
+def _same_content(a: str, b: str) -> bool:
+    """Byte for byte (only asked of files of equal size; stops at the first difference)."""
     try:
-        size = os.path.getsize(path)
-        digest = hashlib.sha1(str(size).encode())
-        with open(path, "rb") as handle:
-            digest.update(handle.read(1 << 16))
-            if size > 1 << 17:
-                handle.seek(-(1 << 16), os.SEEK_END)
-                digest.update(handle.read())
-        return digest.hexdigest()
+        return filecmp.cmp(a, b, shallow=False)
     except OSError:
-        return None
+        return False
 
 
 def check_heldout(videos: list[str | Path], training: dict[str, str], where: str) -> None:
@@ -76,12 +70,10 @@ def check_heldout(videos: list[str | Path], training: dict[str, str], where: str
             same_size = sizes.get(os.path.getsize(real), [])
         except OSError:
             continue
-        if same_size:
-            mine = _fingerprint(real)
-            for other in same_size:
-                if mine is not None and _fingerprint(other) == mine:
-                    clashes.append((str(video), f"a copy of {other}, {training[other]}"))
-                    break
+        for other in same_size:
+            if _same_content(real, other):
+                clashes.append((str(video), f"a copy of {other}, {training[other]}"))
+                break
     if clashes:
         first, why = clashes[0]
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""

@@ -14,6 +14,7 @@ import yaml
 from testkit.evaluation import StubScorer, event_videos, evaluator, order_of, request, stub_tokens
 
 from temple_core.errors import RecipeError
+from temple_core.evaluation.heldout import check_heldout
 
 CLIPS = [5, 4, 6, 3, 8, 2, 7]
 DIFFICULTIES = [16, 8, 4, 2]
@@ -119,6 +120,21 @@ def test_held_out_overlap_is_refused(tmp_path):
     training = {str(copy.resolve()): "a training video of train.stages[0] (sft.jsonl)"}
     with pytest.raises(RecipeError, match=r"held0\.mp4 is a copy of .*other-name\.mp4, a training video of train\.stages\[0\]"):
         ev.score(request(StubScorer(table), tmp_path / "b", training=training))
+
+    # A file of the same size whose bytes differ (here only past the first 64 KiB and before the
+    # last 64 KiB of a 95,536-byte file) is another video: nothing is refused.
+    size = 95_536
+    held_bytes = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    other_bytes = bytearray(held_bytes)
+    other_bytes[70_000] ^= 0xFF
+    (tmp_path / "c").mkdir()
+    held, other = tmp_path / "c" / "held.bin", tmp_path / "c" / "train.bin"
+    held.write_bytes(held_bytes)
+    other.write_bytes(bytes(other_bytes))
+    check_heldout([held], {str(other.resolve()): "a training video"}, "eval.evaluators[0].videos")
+    other.write_bytes(held_bytes)
+    with pytest.raises(RecipeError, match=r"held\.bin is a copy of .*train\.bin"):
+        check_heldout([held], {str(other.resolve()): "a training video"}, "eval.evaluators[0].videos")
 
 
 def test_blind_baseline_shows_black_frames(tmp_path):
