@@ -37,6 +37,19 @@ def read_events(path: Path) -> list[dict]:
         raise TempleError(f"{path}: not a ground-truth sidecar ({{\"events\": [{{\"description\": ...}}, ...]}}): {exc}") from None
     if any(not isinstance(d, str) or not d.strip() for d in descriptions):
         raise TempleError(f"{path}: every event needs a non-empty description")
+    # The list's order is the true order every evaluator scores against: where the events
+    # give their start times, those must agree with it.
+    starts = []
+    for i, event in enumerate(events):
+        if event.get("start") is None:
+            continue
+        try:
+            starts.append((i, float(event["start"])))
+        except (TypeError, ValueError):
+            raise TempleError(f"{path}: event {i}'s start is not a number: {event['start']!r}") from None
+    for (i, a), (j, b) in zip(starts, starts[1:]):
+        if b < a:
+            raise TempleError(f"{path}: events must be listed in time order, but event {j} starts at {b:g} s, before event {i} ({a:g} s)")
     return events
 
 
