@@ -7,6 +7,7 @@ recipe module, so there is no import cycle."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -19,19 +20,22 @@ from temple_core.stages import generate, select, train
 class StageSpec:
     """One stage: its name (the recipe section and the run-directory folder), its section's
     schema, the function that runs it, and whether its sub-stages keep their own ledger
-    records (then the stage folder as a whole is never moved aside; see ``train``)."""
+    records (then the stage folder as a whole is never moved aside; see ``train``).
+    ``outputs(layout, summary)``: what the stage's finished record vouches for inside its
+    folder (its sub-stages' outputs: deleting one makes the stage run again)."""
 
     name: str
     config: type
     run: Callable[..., dict[str, Any]]
     substages: bool = False
+    outputs: Callable[..., list[Path]] | None = None
 
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("select", select.Config, select.run),
     StageSpec("generate", generate.Config, generate.run),
-    StageSpec("train", train.Config, train.run, substages=True),
-    StageSpec("eval", evaluate.Config, evaluate.run, substages=True),
+    StageSpec("train", train.Config, train.run, substages=True, outputs=train.outputs),
+    StageSpec("eval", evaluate.Config, evaluate.run, substages=True, outputs=evaluate.outputs),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 

@@ -70,6 +70,13 @@ class Config(Section):
                 )
 
 
+def outputs(layout, summary: dict) -> list:
+    """What a finished ``eval`` vouches for: every (checkpoint, evaluator) result file (a
+    deleted one, or a deleted checkpoint folder, is scored again; the rest is kept)."""
+    return [layout.eval_result(r["checkpoint"], r["evaluator"]) for r in summary.get("results", [])
+            if r.get("checkpoint") and r.get("evaluator")]
+
+
 def run(ctx) -> dict:
     """Score every checkpoint with every evaluator; a finished (checkpoint, evaluator) is kept."""
     from temple_core.evaluation.runner import run_stage

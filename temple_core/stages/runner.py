@@ -153,7 +153,8 @@ def _run_locked(recipe, plugins, stages, progress, log, rank, world, layout) -> 
         seconds = time.time() - started
         ctx.barrier()
         if rank == 0:
-            ledger.finish(name, fp, upstream, summary, seconds)
+            outputs = spec.outputs(layout, summary) if spec.outputs is not None else ()
+            ledger.finish(name, fp, upstream, summary, seconds, outputs=outputs)
         ctx.barrier()
         upstream = ledger.state(name).stamp
         results.append(StageResult(name, "ran", seconds, summary))

@@ -258,6 +258,15 @@ def _launch_warnings(log) -> None:
         )
 
 
+def outputs(layout, summary: dict) -> list[Path]:
+    """What a finished ``train`` vouches for: every training stage's folder and the final
+    model (a deleted stage folder makes ``train`` run again; it retrains from that stage)."""
+    found = [layout.train_dir / s["stage"] for s in summary.get("stages", []) if s.get("stage")]
+    if summary.get("final_model") and summary["final_model"] != "None":
+        found.append(Path(summary["final_model"]))
+    return found
+
+
 def run(ctx, callbacks: list | None = None) -> dict:
     """Run ``train.stages`` in order, each a unit of the run's ledger (see the module doc).
 

@@ -10,7 +10,8 @@ Every unit of work that can be finished, outdated or interrupted -- a stage (``s
 * ``moved_aside``: its folder was outdated and renamed to ``<folder>.stale-<time>``.
 
 The last record of a unit is its state. :meth:`Ledger.finished` is the one up-to-date
-check (finished, same fingerprint, same upstream, folder present); :meth:`Ledger.begin` is
+check (finished, same fingerprint, same upstream, folder present, and the outputs its finish
+record names -- a stage's sub-stage outputs); :meth:`Ledger.begin` is
 the one way to start or resume work (an interrupted unit with the same fingerprint and
 upstream resumes in place; anything else in its folder is moved aside first, never
 deleted); :meth:`Ledger.finish` records completion. Only the main process of a launch
@@ -57,6 +58,10 @@ class Entry:
     summary: dict[str, Any] = attrs.Factory(dict)
     moved_to: str | None = None
     pid: int | None = None
+    #: What a ``finished`` record vouches for beyond the unit's folder (paths relative to the
+    #: run directory): a stage with sub-stages names their outputs, so that deleting one of
+    #: them makes the stage run again (it then redoes only what is missing).
+    outputs: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in attrs.asdict(self).items() if v is not None and v != {}}
@@ -89,8 +94,8 @@ class Ledger:
 
     def finished(self, unit: str, fingerprint: str, upstream: str | None, outputs: Path | Sequence[Path]) -> Entry | None:
         """The unit's ``finished`` record when it is up to date: same fingerprint, same
-        upstream stamp, and its outputs (its folder, or its files) still there. ``None``
-        means it has work to do."""
+        upstream stamp, and its outputs (its folder, or its files, and whatever its finish
+        record names) still there. ``None`` means it has work to do."""
         entry = self.state(unit)
         if (
             entry is not None
@@ -98,6 +103,7 @@ class Ledger:
             and entry.fingerprint == fingerprint
             and entry.upstream == upstream
             and all(p.exists() for p in _paths(outputs))
+            and all((self.layout.root / p).exists() for p in entry.outputs or ())
         ):
             return entry
         return None
@@ -132,11 +138,22 @@ class Ledger:
         self._append(Entry(unit, STARTED, fingerprint=fingerprint, upstream=upstream))
         return outcome
 
-    def finish(self, unit: str, fingerprint: str, upstream: str | None, summary: dict[str, Any], seconds: float) -> Entry:
-        """Record ``unit`` as finished; its new stamp is the upstream of what reads it."""
+    def finish(
+        self, unit: str, fingerprint: str, upstream: str | None, summary: dict[str, Any], seconds: float,
+        outputs: Sequence[Path] = (),
+    ) -> Entry:
+        """Record ``unit`` as finished; its new stamp is the upstream of what reads it.
+        ``outputs``: files or folders the record vouches for besides the unit's own folder
+        (:meth:`finished` requires them too)."""
+        root = self.layout.root.resolve()
+        named = []
+        for path in outputs:
+            path = Path(path).resolve()
+            named.append(str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
         entry = Entry(
             unit, FINISHED, fingerprint=fingerprint, upstream=upstream, stamp=uuid.uuid4().hex,
             seconds=round(float(seconds), 2), summary=json.loads(json.dumps(summary, default=str)),
+            outputs=named or None,
         )
         self._append(entry)
         return entry

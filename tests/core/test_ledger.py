@@ -81,6 +81,29 @@ def test_a_deleted_folder_is_work_to_do_and_a_stage_with_sub_stages_keeps_its_fo
     assert ledger.finished("train", "fp2", None, folder) is None
 
 
+def test_outputs_named_by_a_finish_record_are_required_too(tmp_path):
+    """A stage with sub-stages names their outputs when it finishes (relative to the run, so a
+    moved run directory stays up to date); one of them gone, the stage has work to do."""
+    ledger = Ledger(tmp_path, log=lambda *a: None)
+    folder = tmp_path / "train"
+    (folder / "0-dpo").mkdir(parents=True)
+    (folder / "1-sft" / "merged").mkdir(parents=True)
+    ledger.begin("train", folder, "fp", None, keep_folder=True)
+    ledger.finish("train", "fp", None, {}, 0, outputs=[folder / "0-dpo", folder / "1-sft" / "merged"])
+    import json
+
+    record = json.loads((tmp_path / "ledger.jsonl").read_text().splitlines()[-1])
+    assert record["outputs"] == ["train/0-dpo", "train/1-sft/merged"]
+    assert ledger.finished("train", "fp", None, folder) is not None
+    (folder / "1-sft" / "merged").rmdir()
+    assert ledger.finished("train", "fp", None, folder) is None
+    # A run directory moved elsewhere: the same relative outputs there.
+    (folder / "1-sft" / "merged").mkdir()
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    assert Ledger(moved, log=lambda *a: None).finished("train", "fp", None, moved / "train") is not None
+
+
 def test_a_folder_without_a_record_is_moved_aside(tmp_path):
     """Outputs the ledger knows nothing of (an older temple, a copy) are never resumed into."""
     (tmp_path / "select").mkdir()

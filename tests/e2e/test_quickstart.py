@@ -9,6 +9,7 @@ deleting a stage's output re-runs that stage and what follows it only.
 """
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,8 @@ def test_run_directory_contract(quickstart):
         assert (folder / "merged" / "config.json").is_file()
         assert (folder / "curves.png").stat().st_size > 0
         metrics = read_jsonl(folder / "metrics.jsonl")
-        assert metrics and all("loss" in m for m in metrics if "loss" in m)
+        losses = [m["loss"] for m in metrics if "loss" in m]
+        assert losses and all(isinstance(x, float) and math.isfinite(x) for x in losses), stage
     assert (run_dir / "train" / "curves.png").is_file()
     assert "final model:" in out and "4-sft/merged" in out
     for checkpoint in ("base", "final"):
@@ -118,3 +120,26 @@ def test_deleting_a_stage_reruns_it_and_what_follows(quickstart):
     assert read_jsonl(run_dir / "generate" / "pairs.jsonl") == old_pairs, "same seed, same pairs"
     stale = sorted(p.name.split(".stale-")[0] for p in run_dir.glob("train/*.stale-*"))
     assert stale == ["0-dpo", "1-dpo", "2-dpo", "3-dpo", "4-sft"], "the outdated training outputs are moved aside, not deleted"
+
+
+def test_deleting_a_training_stage_or_a_checkpoints_scores_redoes_only_those(quickstart):
+    """``train`` and ``eval`` are up to date only while what their records vouch for is there:
+    a deleted training stage folder is trained again (the stages before it are kept) and the
+    checkpoint it makes is scored again; a deleted ``eval/<checkpoint>/`` is scored again."""
+    run_dir, _ = quickstart
+    ledger = Ledger(run_dir)
+    kept = {unit: ledger.state(unit) for unit in ("train/0-dpo", "train/3-dpo", "eval/base/temporal_order")}
+    shutil.rmtree(run_dir / "train" / "4-sft")
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
+    assert "[train] 3-dpo: done earlier" in out and "[train] 4-sft: sft on 4 sample(s)" in out, out
+    assert (run_dir / "train" / "4-sft" / "merged" / "config.json").is_file()
+    assert "[eval] base: temporal_order done earlier" in out and "[eval] final: temporal_order (temporal_order)" in out, out
+    assert {unit: Ledger(run_dir).state(unit) for unit in kept} == kept, "only the deleted stage and its scores ran"
+
+    shutil.rmtree(run_dir / "eval" / "final")
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
+    assert "[train] up to date" in out and "[eval] final: multiple_choice (multiple_choice)" in out, out
+    assert "[eval] base: multiple_choice done earlier" in out, out
+    assert (run_dir / "eval" / "final" / "temporal_order.json").is_file()
+    out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
+    assert "up to date: no work was done" in out
