@@ -171,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("TEMPLE_DEBUG") == "1"
     handlers = {"plugins": _plugins_list, "validate": _validate, "run": _run, "report": _report, "compare": _compare}
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # here, so that a reader gone away is seen by the handler below
+        return code
+    except BrokenPipeError:
+        # The reader of the output went away (`temple plugins list --json | head`): stop quietly,
+        # as other command-line tools do, and keep Python's exit flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except TempleError as exc:
         if debug:
             raise

@@ -128,10 +128,15 @@ def _type_name(tp) -> str:
 class Structurer:
     """Validates data against attrs classes; ``plugins`` resolves component fields."""
 
-    def __init__(self, plugins=None, check_files: bool = True, base_dir: str | Path | None = None):
+    def __init__(self, plugins=None, check_files: bool = True, base_dir: str | Path | None = None, collect_missing: bool = False):
         self.plugins = plugins
         self.check_files = check_files
         self.base_dir = Path(base_dir) if base_dir is not None else None
+        #: With ``collect_missing``, paths that do not exist are collected here, in recipe
+        #: order, instead of raised at the first (the recipe's loader raises them together
+        #: with :func:`raise_missing`, so that one ``temple validate`` names every placeholder).
+        self.collect_missing = collect_missing
+        self.missing: list[RecipeError] = []
 
     def resolve_path(self, value: str) -> str:
         """``value`` (``~`` expanded) relative to the recipe's folder, as an absolute path;
@@ -211,7 +216,12 @@ class Structurer:
             raise RecipeError(path, f"expected a path, got {_describe(value)}")
         resolved = self.resolve_path(value)
         if kind is not None and self.check_files:
-            _check_exists(resolved, kind, path, value)
+            try:
+                _check_exists(resolved, kind, path, value)
+            except RecipeError as exc:
+                if not self.collect_missing:
+                    raise
+                self.missing.append(exc)
         return resolved
 
     def _typed(self, tp, data, path: str):
@@ -361,6 +371,18 @@ def _check_exists(resolved: str, kind: str, path: str, written: str) -> None:
 def structure(cls, data, path: str = "", plugins=None, check_files: bool = True, base_dir=None):
     """Validate ``data`` against attrs class ``cls``; raises :class:`RecipeError`."""
     return Structurer(plugins, check_files, base_dir).structure(cls, data, path)
+
+
+def raise_missing(missing: list[RecipeError]) -> None:
+    """One error for every missing path: the first as usual (its recipe path first), then
+    the others, one per line."""
+    if not missing:
+        return
+    first, rest = missing[0], missing[1:]
+    if not rest:
+        raise first
+    lines = "".join(f"\n  {exc}" for exc in rest)
+    raise RecipeError(first.path, f"{first.message}\n  and {len(rest)} more path(s) of the recipe that do not exist:{lines}")
 
 
 def unstructure(obj) -> Any:

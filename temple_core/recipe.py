@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import yaml
 
-from temple_core.config import Structurer, non_empty, path_field, unstructure
+from temple_core.config import Structurer, non_empty, path_field, raise_missing, unstructure
 from temple_core.errors import RecipeError, TempleError
 from temple_core.stages import STAGE_NAMES, STAGES, evaluate, generate, select, train
 from temple_core.store.layout import STALE, RunLayout
@@ -269,8 +269,20 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
         data = {**data, "run_dir": str(Path(run_dir).expanduser().resolve())}
     elif isinstance(data.get("run_dir"), str) and not data["run_dir"].strip():
         raise RecipeError("run_dir", "must name a folder (it is empty)")
-    structurer = Structurer(plugins, check_files=check_files, base_dir=base_dir)
+    structurer = Structurer(plugins, check_files=check_files, base_dir=base_dir, collect_missing=True)
     recipe = structurer.structure(Recipe, data)
+    missing = list(structurer.missing)
+    if check_files:  # every missing path at once: the recipe's own, input and held-out videos
+        if recipe.videos.paths or recipe.videos.samples:
+            try:
+                resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
+            except RecipeError as exc:
+                missing.append(exc)
+        try:
+            _check_eval_videos(recipe)
+        except RecipeError as exc:
+            missing.append(exc)
+    raise_missing(missing)
     where = "--run-dir" if run_dir is not None else "run_dir"
     if Path(recipe.run_dir).resolve() in (Path("/"), Path.home().resolve()):
         # Every stage writes select/, generate/, train/ there and moves outdated folders aside.
@@ -289,11 +301,8 @@ def recipe_from_data(data, plugins=None, run_dir=None, source=None, check_files:
         section = getattr(recipe, spec.name)
         if section is not None:
             section.check(recipe, plugins)
-    if check_files and (recipe.videos.paths or recipe.videos.samples):
-        resolve_videos(recipe.videos, recipe.run_dir, materialize=False)
     if check_files:
         _check_upstream(recipe)
-        _check_eval_videos(recipe)
     return recipe
 
 

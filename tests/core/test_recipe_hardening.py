@@ -99,12 +99,16 @@ def test_numbers_and_lists_that_would_fail_later(tmp_path, capsys, old, new, whe
     refused(code, err, where, *words)
 
 
-def test_the_seed_range_is_numpys():
-    """The bound is numpy's own: np.random.seed takes 2**32 - 1 and refuses 2**32 and -1."""
+def test_the_seed_range_is_numpys(tmp_path, capsys):
+    """The bound is numpy's own: np.random.seed takes 2**32 - 1 and refuses 2**32 and -1 --
+    and the recipe accepts exactly the seeds numpy takes (0 and 2**32 - 1 validate)."""
     np.random.seed(2**32 - 1)
     for bad in (2**32, -1):
         with pytest.raises(ValueError):
             np.random.seed(bad)
+    for good in ("0", str(2**32 - 1)):
+        code, err = validate_text(tmp_path, capsys, base(tmp_path).replace("seed: 0", f"seed: {good}", 1))
+        assert code == 0, err
 
 
 def test_a_duplicate_key_is_refused_with_both_lines(tmp_path, capsys):
@@ -293,6 +297,21 @@ def test_debug_is_accepted_after_the_command_and_empty_stages_are_refused(tmp_pa
         main(["run", str(path), "--stages", "", "--debug"])
 
 
+def test_output_to_a_reader_that_went_away_stops_quietly():
+    """`temple plugins list --json | head`: a closed pipe ends the command with status 141 and
+    no traceback (the read end is closed before the command writes, so it always meets it)."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "temple_core", "plugins", "list", "--json"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
 def test_version(capsys):
     from temple_core import __version__
 
@@ -312,6 +331,22 @@ def test_a_model_folder_that_does_not_exist_is_refused_at_validate(tmp_path, cap
     (tmp_path / "missing-siglip").mkdir()  # relative to the recipe's folder
     code, err = validate_text(tmp_path, capsys, text)
     assert code == 0, err
+
+
+def test_validate_names_every_missing_path_at_once(tmp_path, capsys):
+    """A paper recipe with its /path/to placeholders: one `temple validate` lists each of them
+    (the first in the usual form, then one line each), not one per attempt."""
+    text = base(tmp_path).replace("{name: qwen2_vl, preset: tiny-random}", "{name: qwen2_vl, path: /path/to/Qwen2-VL-7B-Instruct}")
+    text = text.replace("{name: colorhist}", "{name: siglip, path: missing-siglip}") + (
+        "eval:\n  checkpoints: [base]\n  evaluators:\n    - {name: temporal_order, videos: {paths: [/path/to/heldout]}}\n")
+    code, err = validate_text(tmp_path, capsys, text)
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.splitlines()
+    assert lines[0].startswith("temple: error: select.encoder.path: no such directory: missing-siglip"), err
+    assert lines[1] == "  and 2 more path(s) of the recipe that do not exist:", err
+    assert lines[2] == "  train.backend.path: no such directory: /path/to/Qwen2-VL-7B-Instruct", err
+    assert lines[3] == "  eval.evaluators[0].videos.paths[0]: no such file or folder: /path/to/heldout", err
+    assert len(lines) == 4, err
 
 
 @pytest.mark.parametrize("entry, words", [("/path/to/heldout", "no such file or folder"), ("empty-folder", "no video")])
