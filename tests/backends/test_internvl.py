@@ -144,7 +144,7 @@ def test_image_tiling_options_and_checkpoint_config(folder, tmp_path):
 def test_same_inputs_as_the_transformers_processor(folder):
     """transformers' full InternVLProcessor (torchvision image and video processors): the same
     input_ids and pixel_values for a conversation of images and a video."""
-    pytest.importorskip("torchvision", reason="transformers' InternVL processors need torchvision (GPU boxes)")
+    pytest.importorskip("torchvision", reason="transformers' InternVL processors need torchvision (scripts/lmms_eval_bridge.sh runs this in its environment)")
     from transformers import AutoTokenizer, InternVLProcessor, InternVLVideoProcessor
     from transformers.models.got_ocr2.image_processing_got_ocr2 import GotOcr2ImageProcessor
 

@@ -62,7 +62,7 @@ def test_same_text_and_tensors_as_the_committed_processor_output():
 def test_same_text_and_tensors_as_the_transformers_processor(videos):
     """Where torchvision imports: the processor itself on the cases, and on frames decoded from
     a file with a start time (timestamps from the source's frame indices and fps)."""
-    pytest.importorskip("torchvision", reason="transformers' Qwen3-VL video/image processors need torchvision")
+    pytest.importorskip("torchvision", reason="transformers' Qwen3-VL video/image processors need torchvision (scripts/lmms_eval_bridge.sh runs this in its environment)")
     from transformers.video_utils import VideoMetadata
 
     from temple_core.video.source import VideoSource, sample_indices

@@ -98,7 +98,7 @@ def test_same_tensors_and_tokens_as_the_transformers_processor(name):
     """Where torchvision imports: the family's transformers processor (video processor, image
     processor, tokenizer) on the same frames gives our input_ids, visual tensors, grids,
     second_per_grid_ts and mm_token_type_ids."""
-    pytest.importorskip("torchvision", reason="transformers' video/image processors need torchvision")
+    pytest.importorskip("torchvision", reason="transformers' video/image processors need torchvision (scripts/lmms_eval_bridge.sh runs this in its environment)")
     from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
