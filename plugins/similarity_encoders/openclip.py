@@ -1,4 +1,4 @@
-"""OpenCLIP image embeddings (optional extra: ``pip install 'temple[openclip]'``)."""
+"""OpenCLIP image embeddings (optional extra: ``pip install -e '.[openclip]'`` in the checkout)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class OpenClipEncoder(SimilarityEncoder):
         if importlib.util.find_spec("open_clip") is None:
             raise TempleError(
                 "similarity encoder 'openclip' needs the optional package open_clip_torch: "
-                "pip install 'temple[openclip]' (or pip install open_clip_torch)"
+                "pip install -e '.[openclip]' in the checkout (or pip install open_clip_torch)"
             )
         self._model = None
 

@@ -67,7 +67,7 @@ def test_openclip_without_package_says_how_to_install():
         pytest.skip("open_clip_torch is installed")
     from temple_plugins.similarity_encoders.openclip import OpenClipEncoder
 
-    with pytest.raises(TempleError, match=r"pip install 'temple\[openclip\]'"):
+    with pytest.raises(TempleError, match=r"pip install -e '\.\[openclip\]' in the checkout"):
         OpenClipEncoder()
 
 
