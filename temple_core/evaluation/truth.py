@@ -96,10 +96,19 @@ def normalise(text: str) -> str:
 
 
 def mentions(text: str, phrases: list[str]) -> list[int | None]:
-    """Per phrase, where (word offset) it first occurs in ``text`` as whole words, or None."""
-    words = f" {normalise(text)} "
-    out = []
-    for phrase in phrases:
-        at = words.find(f" {normalise(phrase)} ")
-        out.append(None if at < 0 else words[:at].count(" "))
+    """Per phrase, where (word offset) it occurs in ``text`` as whole words, or None. Each
+    place in the text names one event: longer phrases claim their words first (so "a dog
+    runs" is not found inside "a dog runs away" when both are events), and a phrase given
+    twice (the same event happening twice) takes its next occurrence."""
+    words = normalise(text).split()
+    claimed = [False] * len(words)
+    out: list[int | None] = [None] * len(phrases)
+    targets = [normalise(phrase).split() for phrase in phrases]
+    for k in sorted(range(len(phrases)), key=lambda k: -len(targets[k])):  # stable: list order among equals
+        n = len(targets[k])
+        for at in range(len(words) - n + 1) if n else ():
+            if words[at:at + n] == targets[k] and not any(claimed[at:at + n]):
+                out[k] = at
+                claimed[at:at + n] = [True] * n
+                break
     return out
