@@ -2,9 +2,13 @@
 
 Built-ins are the modules named in ``registry.yaml``; third-party plugins are the modules
 exposed under the entry-point group ``temple`` (loaded with pluggy's
-``load_setuptools_entrypoints``). A module that fails to import is recorded, not fatal: the
-others load, ``temple plugins list`` shows the failure, and a recipe asking for one of its
-components gets the import error in its message.
+``load_setuptools_entrypoints``). A module that fails to import, or breaks a rule when it
+registers (a component that does not meet its kind's contract, options that are not an attrs
+class, a hook temple does not have, a name another plugin already took), is recorded, not
+fatal: none of its components load, the other plugins do, ``temple plugins list`` shows the
+failure, and a recipe asking for one of its components gets the error in its message. A name
+two plugins give one kind is refused for both (which of them runs would depend on install
+order): a recipe asking for it is told to uninstall one or choose with ``TEMPLE_LOAD_PLUGINS``.
 
 ``TEMPLE_LOAD_PLUGINS`` limits what loads, for reproducible runs (as ``LLM_LOAD_PLUGINS`` does
 for simonw/llm): a comma-separated list of what may load -- built-in component names or
@@ -104,6 +108,8 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.components: dict[tuple[str, str], Component] = {}
         self.failed: list[FailedPlugin] = []
+        #: ``(kind, name)`` given by two plugins -> the error a recipe asking for it gets.
+        self.conflicts: dict[tuple[str, str], str] = {}
         if load:
             self.load_builtins()
             self.load_entry_points()
@@ -146,26 +152,42 @@ class PluginManager:
                     continue
                 self.add_module(module, source, name=ep.name)
 
-    def add_module(self, module, source: str, name: str | None = None, summaries=None) -> None:
-        """Register a plugin module (or object with hookimpls) and collect its components."""
+    def add_module(self, module, source: str, name: str | None = None, summaries=None) -> FailedPlugin | None:
+        """Register a plugin module (or object with hookimpls) and collect its components.
+
+        All or nothing: a module that breaks a rule is recorded in :attr:`failed` (and
+        returned) with none of its components; the error names the module and the rule."""
         module_name = getattr(module, "__name__", str(module))
         if name is None:
             name = module_name
         # pluggy refuses a second registration of the same object; a module exposed both in
         # the registry and as an entry point is loaded once.
         if self.pm.is_registered(module):
-            return
+            return None
+        pending: dict[tuple[str, str], Component] = {}
+        declared: list[tuple[str, str]] = []
         self.pm.register(module, name=name)
-        for kind in hookspecs.KINDS:
-            hook = getattr(self.pm.hook, f"register_{kind}")
-            impls = [impl for impl in hook.get_hookimpls() if impl.plugin is module]
-            for impl in impls:
-                impl.function(register=self._registrar(kind, source, module_name, summaries or {}))
+        try:
+            _check_hooks(self.pm, module, module_name)
+            for kind in hookspecs.KINDS:
+                hook = getattr(self.pm.hook, f"register_{kind}")
+                impls = [impl for impl in hook.get_hookimpls() if impl.plugin is module]
+                for impl in impls:
+                    impl.function(register=self._registrar(kind, source, module_name, summaries or {}, pending, declared))
+        except Exception as exc:  # a broken plugin must not take the others down
+            self.pm.unregister(module)
+            error = str(exc) if isinstance(exc, PluginError) else f"{module_name}: {type(exc).__name__}: {exc}"
+            failed = FailedPlugin(module_name, source, error, declared)
+            self.failed.append(failed)
+            return failed
+        self.components.update(pending)
+        return None
 
-    def _registrar(self, kind: str, source: str, module_name: str, summaries):
+    def _registrar(self, kind: str, source: str, module_name: str, summaries, pending, declared):
         def register(name: str, factory: Callable[..., Any], options: type | None = None, summary: str | None = None):
             if not isinstance(name, str) or not name:
                 raise PluginError(f"{module_name}: a {kind} component needs a non-empty string name")
+            declared.append((kind, name))
             try:  # names become paths: an exporter's file, a training stage's default folder
                 safe_component(name, f"{kind} component name")
             except ValueError as exc:
@@ -175,12 +197,17 @@ class PluginManager:
             if options is not None and not attrs.has(options):
                 raise PluginError(f"{module_name}: options of {kind} '{name}' must be an attrs class")
             key = (kind, name)
-            if key in self.components:
-                other = self.components[key]
-                raise PluginError(
-                    f"two {kind} components are named '{name}': one from {other.source} "
-                    f"({other.module}), one from {source} ({module_name})"
+            if key in pending:
+                raise PluginError(f"{module_name}: registers two {kind} components named '{name}'")
+            other = self.components.get(key)
+            if other is not None or key in self.conflicts:
+                first = f"{other.source} ({other.module})" if other is not None else "another plugin"
+                message = (
+                    f"two {kind} components are named '{name}': one from {first}, one from {source} ({module_name})"
                 )
+                self.components.pop(key, None)
+                self.conflicts[key] = message
+                raise PluginError(message)
             try:
                 capabilities = contracts.check_component(kind, name, factory)
             except TypeError as exc:
@@ -191,7 +218,7 @@ class PluginManager:
                 except ValueError as exc:
                     raise PluginError(f"{module_name}: {exc}") from None
             text = summary or summaries.get(key) or _first_line(factory)
-            self.components[key] = Component(kind, name, factory, options, text, source, module_name, capabilities)
+            pending[key] = Component(kind, name, factory, options, text, source, module_name, capabilities)
 
         return register
 
@@ -205,6 +232,11 @@ class PluginManager:
         component = self.components.get((kind, name))
         if component is not None:
             return component
+        if (kind, name) in self.conflicts:
+            raise PluginError(
+                f"{self.conflicts[(kind, name)]}; uninstall one of them, or choose one with "
+                f"{ENV_LOAD} (e.g. {ENV_LOAD}=builtin,<the distribution to keep>)"
+            )
         for failed in self.failed:
             if (kind, name) in failed.declared or (not failed.declared and name in failed.module):
                 raise PluginError(
@@ -251,7 +283,7 @@ class PluginManager:
         for failed in self.failed:
             declared = failed.declared or [("?", "?")]
             for k, name in declared:
-                if kind is None or k == kind:
+                if kind is None or k in (kind, "?"):  # a plugin that failed before saying its kinds may be of this one
                     rows.append(
                         {
                             "kind": k,
@@ -263,6 +295,21 @@ class PluginManager:
                         }
                     )
         return rows
+
+
+def _check_hooks(pm, module, module_name: str) -> None:
+    """A module must implement at least one temple hook, and only temple hooks: a misspelt
+    hook (``register_perturbation``) would otherwise register nothing, silently."""
+    hooks = {f"register_{kind}" for kind in hookspecs.KINDS}
+    implemented = [attr for attr in dir(module) if pm.parse_hookimpl_opts(module, attr) is not None]
+    unknown = [attr for attr in implemented if attr not in hooks]
+    if unknown:
+        raise PluginError(
+            f"{module_name}: {unknown[0]} is not a temple hook{did_you_mean(unknown[0], sorted(hooks))}; "
+            f"hooks: {', '.join(sorted(hooks))}"
+        )
+    if not implemented:
+        raise PluginError(f"{module_name}: implements no temple hook (a @hookimpl function register_<kind>(register))")
 
 
 _DEFAULT: PluginManager | None = None

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -76,15 +77,21 @@ def _module(name, kind, component_name):
     return module
 
 
-def test_duplicate_names_error_names_both_sources():
+def test_a_name_two_plugins_give_is_refused_for_both_and_nothing_else_stops():
     pm = PluginManager(load=False)
-    pm.add_module(_module("first_plugin", "perturbations", "twist"), "first-dist 1.0")
-    with pytest.raises(PluginError) as info:
-        pm.add_module(_module("second_plugin", "perturbations", "twist"), "second-dist 2.0")
-    message = str(info.value)
+    assert pm.add_module(_module("first_plugin", "perturbations", "twist"), "first-dist 1.0") is None
+    failed = pm.add_module(_module("second_plugin", "perturbations", "twist"), "second-dist 2.0")
+    message = failed.error
     assert "twist" in message
     assert "first-dist 1.0" in message and "first_plugin" in message
     assert "second-dist 2.0" in message and "second_plugin" in message
+    # Which of the two would run depends on install order: neither does, and the recipe is told why.
+    with pytest.raises(PluginError, match=r"two perturbations components are named 'twist'.*uninstall one of them, or choose one with TEMPLE_LOAD_PLUGINS"):
+        pm.get("perturbations", "twist")
+    assert "twist" not in pm.names("perturbations")
+    # Another plugin still loads.
+    assert pm.add_module(_module("third_plugin", "perturbations", "turn"), "third-dist 1.0") is None
+    assert pm.get("perturbations", "turn").source == "third-dist 1.0"
 
 
 def test_unknown_name_lists_what_exists():
@@ -170,10 +177,65 @@ def test_a_factory_is_checked_against_its_kinds_contract():
             return []
 
     pm = PluginManager(load=False)
-    with pytest.raises(PluginError, match="plugin_broken: .*lacks generate of CaptionGenerator"):
-        pm.add_module(_registering("caption_generators", "broken", NoGenerate), "x 1.0")
-    with pytest.raises(PluginError, match="capability needs_backend = 'yes' has the wrong type"):
-        pm.add_module(_registering("caption_generators", "wrong", WrongCapability), "x 1.0")
+    failed = pm.add_module(_registering("caption_generators", "broken", NoGenerate), "x 1.0")
+    assert re.search("plugin_broken: .*lacks generate of CaptionGenerator", failed.error), failed
+    failed = pm.add_module(_registering("caption_generators", "wrong", WrongCapability), "x 1.0")
+    assert "capability needs_backend = 'yes' has the wrong type" in failed.error
+    # The component is not there, and asking for it gives the plugin's error.
+    with pytest.raises(PluginError, match="caption_generators 'broken' is provided by plugin plugin_broken .*which failed to load: .*lacks generate"):
+        pm.get("caption_generators", "broken")
+    assert pm.names("caption_generators") == []
+
+
+def test_a_plugin_that_breaks_a_rule_is_all_or_nothing_and_the_others_load():
+    """One module registering a good and a bad component: neither loads (half a plugin is
+    worse than none); the error is recorded, not raised, so every other plugin loads."""
+    module = types.ModuleType("plugin_half")
+
+    class Good:
+        def __call__(self, items, difficulty, rng):
+            return items
+
+    class NotAttrs:
+        strength = 1
+
+    def register_perturbations(register):
+        register("good", Good)
+        register("bad", Good, options=NotAttrs)
+
+    module.register_perturbations = hookimpl(register_perturbations)
+    pm = PluginManager(load=False)
+    failed = pm.add_module(module, "half 1.0")
+    assert failed.error == "plugin_half: options of perturbations 'bad' must be an attrs class"
+    assert failed.declared == [("perturbations", "good"), ("perturbations", "bad")]
+    assert pm.names("perturbations") == []
+    with pytest.raises(PluginError, match="'good' is provided by plugin plugin_half .*must be an attrs class"):
+        pm.get("perturbations", "good")
+    assert pm.add_module(_module("fine_plugin", "perturbations", "fine"), "fine 1.0") is None
+    # A hook function that raises is a failed plugin too.
+    raising = types.ModuleType("plugin_raising")
+
+    def register_exporters(register):
+        raise RuntimeError("boom")
+
+    raising.register_exporters = hookimpl(register_exporters)
+    assert pm.add_module(raising, "r 1.0").error == "plugin_raising: RuntimeError: boom"
+
+
+def test_a_misspelt_hook_or_no_hook_is_a_failed_plugin_not_silence():
+    module = types.ModuleType("plugin_typo")
+
+    def register_perturbation(register):  # singular: not a temple hook
+        register("typo", object)
+
+    module.register_perturbation = hookimpl(register_perturbation)
+    pm = PluginManager(load=False)
+    failed = pm.add_module(module, "typo 1.0")
+    assert failed.error.startswith("plugin_typo: register_perturbation is not a temple hook (did you mean 'register_perturbations'?); hooks: ")
+    empty = types.ModuleType("plugin_empty")
+    assert "implements no temple hook" in pm.add_module(empty, "empty 1.0").error
+    rows = pm.listing("perturbations")  # failed plugins of unknown kind are shown under any --kind
+    assert {row["module"] for row in rows if row["status"].startswith("failed")} == {"plugin_typo", "plugin_empty"}
 
 
 def test_capabilities_are_declared_or_take_the_contracts_default():

@@ -110,8 +110,10 @@ def _exporter_module(name: str, suffix: str = "jsonl"):
 def test_a_plugin_whose_names_are_not_file_names_is_refused_at_registration(name, suffix):
     """Component names become paths (an exporter's file, a training stage's default folder)."""
     pm = PluginManager(load=False)
+    failed = pm.add_module(_exporter_module(name, suffix), "x 1.0")
+    assert failed is not None and "file name" in failed.error
     with pytest.raises(PluginError, match="file name"):
-        pm.add_module(_exporter_module(name, suffix), "x 1.0")
+        pm.get("exporters", name)
 
 
 def test_a_file_named_dots_does_not_become_the_id_dotdot(tmp_path):
