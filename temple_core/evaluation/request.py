@@ -80,16 +80,20 @@ class ItemStore:
     Backed by :class:`temple_core.store.ShardedJsonl` keyed by ``item_id``: a record is durable
     once ``add`` returns, so an interrupted run resumes without scoring an item twice."""
 
-    def __init__(self, store):
+    def __init__(self, store, evaluator: str = "?"):
         self._store = store
+        self.evaluator = evaluator  # its label, for the errors
 
     def done_keys(self) -> set:
         return self._store.done_keys()
 
     def add(self, record: dict[str, Any]) -> None:
         """Write one item's record durably, stamped with when and by which process it was scored."""
-        if "item_id" not in record:
-            raise KeyError("an evaluation record needs its 'item_id'")
+        if not isinstance(record, dict) or "item_id" not in record:
+            from temple_core.errors import PluginError
+
+            got = f"keys {sorted(map(str, record))}" if isinstance(record, dict) else type(record).__name__
+            raise PluginError(f"evaluator {self.evaluator!r} added a record without an 'item_id' ({got}); each record is a dict with its item's id")
         self._store.append({**record, "scored": {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "pid": os.getpid()}})
 
     def records(self) -> list[dict[str, Any]]:

@@ -23,11 +23,11 @@ from typing import Any
 
 import attrs
 
-from temple_core.errors import RecipeError
+from temple_core.errors import PluginError, RecipeError
 from temple_core.evaluation import checkpoints as ckpts
 from temple_core.evaluation.heldout import training_videos
 from temple_core.evaluation.request import EvalRequest, ItemStore, RunInfo, output_name
-from temple_core.evaluation.results import format_score, read_result, write_result
+from temple_core.evaluation.results import EvalResult, format_score, read_result, write_result
 from temple_core.store import ShardedJsonl, fingerprint, write_json_atomic
 from temple_core.store.layout import STALE
 
@@ -109,7 +109,7 @@ def run_stage(ctx) -> dict[str, Any]:
             store = ShardedJsonl(out_dir, label, key="item_id", rank=ctx.rank, world_size=ctx.world_size)
             request = EvalRequest(
                 evaluator=label, where=where, checkpoint=checkpoint, backend=backend if needs_backend else None,
-                frames=config.frames, items=ItemStore(store), out_dir=out_dir, data_dir=layout.eval_data(label),
+                frames=config.frames, items=ItemStore(store, label), out_dir=out_dir, data_dir=layout.eval_data(label),
                 run=run, plugins=ctx.plugins, seed=ctx.recipe.seed, batch_size=config.batch_size, python=config.python,
                 rank=ctx.rank, world_size=ctx.world_size, progress=ctx.progress, log=log,
             )
@@ -122,6 +122,11 @@ def run_stage(ctx) -> dict[str, Any]:
             if ctx.is_main:
                 store.merge()
                 result = evaluator.result(request, store.records())
+                if not isinstance(result, EvalResult):
+                    raise PluginError(
+                        f"evaluator {espec.name!r} ({where}): result() returned {type(result).__name__}; it returns "
+                        "temple_core.evaluation.EvalResult(score=..., interval=..., metric=..., n=..., metrics={...})"
+                    )
                 data = {
                     "evaluator": label,
                     "component": espec.name,

@@ -46,18 +46,27 @@ def plan_variants(
     against what it returned: a third-party perturbation that reports indices inconsistent
     with its items is caught here rather than producing untraceable pairs.
     """
+    from temple_core.errors import PluginError
+
     variants = []
     indices = list(range(num_clips))
     for name, perturbation in perturbations:
         for r in difficulties:
             result = perturbation(indices, r, rng)
-            kept = [int(i) for i in result.kept_indices]
-            if list(result.items) != kept or any(not 0 <= i < num_clips for i in kept):
-                from temple_core.errors import PluginError
-
+            if not (hasattr(result, "items") and hasattr(result, "kept_indices")):
+                raise PluginError(
+                    f"perturbation '{name}' at r={r} returned {type(result).__name__} {_short(result)}; a perturbation "
+                    "returns temple_core.records.Perturbed(items=..., kept_indices=...)"
+                )
+            try:
+                kept = [int(i) for i in result.kept_indices]
+                items = list(result.items)
+            except (TypeError, ValueError) as exc:
+                raise PluginError(f"perturbation '{name}' at r={r} returned a Perturbed whose kept_indices are not clip indices: {exc}") from None
+            if items != kept or any(not 0 <= i < num_clips for i in kept):
                 raise PluginError(
                     f"perturbation '{name}' at r={r} returned kept_indices {kept} that do not match "
-                    f"its items {list(result.items)} for {num_clips} clips"
+                    f"its items {items} for {num_clips} clips"
                 )
             variants.append(Variant(name, int(r), kept))
     return variants
@@ -90,3 +99,8 @@ def keyframes_of(video) -> list[list[int]]:
             "in select/videos.jsonl"
         )
     return [list(k) for k in video.keyframes]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -103,3 +103,25 @@ def test_bad_difficulty():
 def test_third_party_swap_halves_runs():
     out = build("swap-halves")(list("abcdef"), 16, random.Random(0))
     assert out.items == list("defabc") and out.kept_indices == [3, 4, 5, 0, 1, 2]
+
+
+@pytest.mark.parametrize("returned, message", [
+    (lambda items: list(reversed(items)), r"perturbation 'mine' at r=2 returned list \[3, 2, 1, 0\]; a perturbation returns temple_core\.records\.Perturbed"),
+    (lambda items: None, r"perturbation 'mine' at r=2 returned NoneType None; a perturbation returns"),
+    (lambda items: _perturbed(items[::-1], [0, 1, 2, 3]), r"returned kept_indices \[0, 1, 2, 3\] that do not match its items \[3, 2, 1, 0\] for 4 clips"),
+    (lambda items: _perturbed(items, ["a", "b", "c", "d"]), r"returned a Perturbed whose kept_indices are not clip indices"),
+])
+def test_a_perturbation_returning_the_wrong_thing_is_a_one_line_plugin_error(returned, message):
+    """A third-party perturbation's mistake names it (was: an AttributeError traceback deep in
+    generate for a plain list)."""
+    from temple_core.errors import PluginError
+    from temple_core.generation.plan import plan_variants
+
+    with pytest.raises(PluginError, match=message):
+        plan_variants(4, [("mine", lambda items, r, rng: returned(items))], [2], random.Random(0))
+
+
+def _perturbed(items, kept):
+    from temple_core.records import Perturbed
+
+    return Perturbed(items=list(items), kept_indices=kept)

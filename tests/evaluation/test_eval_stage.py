@@ -137,3 +137,63 @@ def test_each_checkpoint_evaluator_pair_is_a_unit_of_the_ledger(tmp_path):
     assert events.count(("eval/base/multiple_choice", "finished")) == 2
     assert ("eval/base/multiple_choice", "moved_aside") in events
     assert Ledger(tmp_path / "run").state("eval/base/multiple_choice").summary["evaluator"] == "multiple_choice"
+
+
+def _faulty_evaluators():
+    """Two third-party evaluators that get the contract wrong, as a plugin author might."""
+    import types
+
+    import attrs
+
+    from temple_core.contracts import Evaluator
+    from temple_core.evaluation import EvaluatorOptions
+    from temple_core.hookspecs import hookimpl
+
+    @attrs.define(kw_only=True, frozen=True)
+    class Options(EvaluatorOptions):
+        pass
+
+    class DictResult(Evaluator):
+        needs_backend = False
+
+        def __init__(self, options):
+            self.options = options
+
+        def score(self, request):
+            request.items.add({"item_id": "a", "right": 1})
+
+        def result(self, request, records):
+            return {"score": 1.0}  # not an EvalResult
+
+    DictResult.Options = Options
+
+    class NoItemId(DictResult):
+        def score(self, request):
+            request.items.add({"right": 1})
+
+    module = types.ModuleType("plugin_faulty_evaluators")
+
+    def register_evaluators(register):
+        register("dict_result", DictResult)
+        register("no_item_id", NoItemId)
+
+    module.register_evaluators = hookimpl(register_evaluators)
+    return module
+
+
+@pytest.mark.parametrize("name, message", [
+    ("dict_result", r"evaluator 'dict_result' \(eval\.evaluators\[0\]\): result\(\) returned dict; it returns temple_core\.evaluation\.EvalResult"),
+    ("no_item_id", r"evaluator 'no_item_id' added a record without an 'item_id' \(keys \['right'\]\)"),
+])
+def test_an_evaluator_that_breaks_its_contract_is_named(tmp_path, name, message):
+    """Was: an AttributeError / KeyError traceback from inside the stage."""
+    from temple_core.errors import PluginError
+    from temple_core.plugins import PluginManager
+    from temple_core.stages.runner import run_stages
+
+    pm = PluginManager()
+    assert pm.add_module(_faulty_evaluators(), "faulty 1.0") is None
+    recipe = recipe_from_data({"run_dir": str(tmp_path / "run"), "eval": {
+        "backend": {"name": "qwen2_vl", "preset": "tiny-random"}, "checkpoints": ["base"], "evaluators": [{"name": name}]}}, plugins=pm)
+    with pytest.raises(PluginError, match=message):
+        run_stages(recipe, pm, stages=["eval"], progress=False, log=lambda *_: None)
