@@ -199,7 +199,9 @@ class Evaluator(Contract):
     def result(self, request: "EvalRequest", records: list[dict[str, Any]]) -> "EvalResult":
         """Every record (all processes, merged) -> the headline ``score`` with its 95%
         ``interval``, what it is (``metric``), the item count and every other number
-        (``metrics``). The stage writes ``eval/<checkpoint>/<evaluator>.json`` from it."""
+        (``metrics``): ``temple_core.evaluation.EvalResult(score=..., interval=[low, high] or
+        None, metric="...", n=..., metrics={...})``. The stage writes
+        ``eval/<checkpoint>/<evaluator>.json`` from it."""
         raise NotImplementedError
 
 
@@ -276,15 +278,15 @@ def render_markdown() -> str:
     for kind, contract in CONTRACTS.items():
         out.append(f"### `register_{kind}`: `{contract.__module__}.{contract.__qualname__}`")
         out.append("")
-        doc = (inspect.getdoc(contract) or "").split("\n\n")[0].replace("\n", " ")
-        out.append(doc)
-        out.append("")
+        for paragraph in (inspect.getdoc(contract) or "").split("\n\n"):
+            out += [" ".join(paragraph.split()), ""]
         for key, default in getattr(contract, "capabilities", {}).items():
             out.append(f"- capability `{key}` (default `{default!r}`)")
         for method in getattr(contract, "required", ()):
             function = getattr(contract, method)
             signature = str(inspect.signature(function)).replace('"', "")
-            out.append(f"- `{method}{signature}`")
+            text = " ".join((inspect.getdoc(function) or "").split())
+            out.append(f"- `{method}{signature}`" + (f": {text}" if text else ""))
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

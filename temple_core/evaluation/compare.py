@@ -19,7 +19,9 @@ from temple_core.evaluation.results import format_score, run_results
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:
-    """Short, distinct labels: the folder name, or more of the path when names clash."""
+    """Short, distinct labels: the folder name, or more of the path when names clash
+    (``.`` and ``..`` are named by the folders they are)."""
+    run_dirs = [p if p.name not in ("", ".", "..") else p.resolve() for p in map(Path, run_dirs)]
     labels = [p.name for p in run_dirs]
     if len(set(labels)) != len(labels):
         labels = [f"{p.parent.name}/{p.name}" for p in run_dirs]
@@ -59,7 +61,8 @@ def format_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = {c: next(r["results"][c]["metric"] for r in rows if c in r["results"]) for c in columns}
     lines.append("")
-    lines += [f"{c}: {m}; [low, high] = 95% bootstrap interval" for c, m in notes.items()]
+    with_interval = {c for c in columns for r in rows if r["results"].get(c, {}).get("interval")}
+    lines += [f"{c}: {m}" + ("; [low, high] = its 95% interval" if c in with_interval else "") for c, m in notes.items()]
     return "\n".join(lines)
 
 

@@ -72,3 +72,14 @@ def test_report_shows_the_evaluation(two_runs):
     assert main(["report", str(two_runs[0])]) == 0
     page = (two_runs[0] / "report.html").read_text()
     assert "<h2>Evaluation</h2>" in page and "r = 16" in page and "max_frames 4" in page
+
+
+def test_run_labels_are_short_distinct_and_never_empty(tmp_path, monkeypatch):
+    from temple_core.evaluation.compare import run_labels
+
+    (tmp_path / "a" / "seed0").mkdir(parents=True)
+    (tmp_path / "b" / "seed0").mkdir(parents=True)
+    assert run_labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
+    assert run_labels([tmp_path / "a" / "seed0", tmp_path / "b" / "seed0"]) == ["a/seed0", "b/seed0"]
+    monkeypatch.chdir(tmp_path / "a" / "seed0")  # `temple compare .` names the folder it is
+    assert run_labels([Path("."), Path("..")]) == ["seed0", "a"]
