@@ -284,6 +284,12 @@ class TrainStageLayout:
     def skipped(self) -> Path:
         return self.folder / "skipped.jsonl"
 
+    @property
+    def skipped_in_batches(self) -> Path:
+        """Samples that failed in their batch while training (and what replaced them):
+        appended by the collator in whichever process or DataLoader worker it runs."""
+        return self.folder / "skipped_in_batches.jsonl"
+
     def remove(self, path) -> None:
         """Delete ``path`` inside this stage's folder (checkpoints, a stale ``merged.tmp``);
         anything else is refused (:class:`OutsideRun`)."""
@@ -306,6 +312,7 @@ TRAIN_STAGE_ENTRIES: tuple[tuple[str, str], ...] = (
     ("metrics.jsonl", "one line per logged step (loss, rewards, grad norm, lr, ...)"),
     ("curves.png", "the stage's training curves"),
     ("skipped.jsonl", "samples left out because their video cannot be read"),
+    ("skipped_in_batches.jsonl", "samples that failed in their batch while training (too long, undecodable) and what replaced them"),
 )
 
 

@@ -2,7 +2,9 @@
 
 Videos are decoded and tokenised per batch by the backend (they are too big to pre-tokenise).
 A sample whose video fails to decode here (it passed the probe before training, so this is
-rare) or that cannot fit ``max_length`` is counted in ``skipped`` and, given a ``pool`` (the
+rare) or that cannot fit ``max_length`` is counted in ``skipped`` -- and appended to the stage's
+``skipped_in_batches.jsonl`` (``log``), since the collator may run in DataLoader workers or in
+several processes whose memory the summary never sees -- and, given a ``pool`` (the
 stage's rows: ``too_long: resample``), replaced by another row of the pool, as ms-swift's lazy
 dataset does (``LazyLLMDataset``: up to 10 tries in all). ms-swift walks one shuffled order with
 a cursor that moves on every failure; here each failing row has its own seeded order of
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 from temple_core.errors import SkipSample, TempleError, VideoError
+from temple_core.store.jsonl import append_jsonl, iter_jsonl
 
 
 class VideoCollator:
@@ -30,20 +34,24 @@ class VideoCollator:
     TRIES = 10
 
     def __init__(self, backend, video_options: dict[str, Any], max_length: int, pool: list[dict[str, Any]] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, log: Path | None = None):
         self.backend = backend
         self.video_options = video_options
         self.max_length = max_length
         self.pool = pool
         self.seed = seed
-        self.skipped: list[dict[str, Any]] = []
+        self.log = Path(log) if log is not None else None
+        self.skipped: list[dict[str, Any]] = []  # this process's (or worker's) own
         self._by_id: list[dict[str, Any]] | None = None
 
     def counts(self) -> dict[str, int]:
         """For the stage summary: samples that failed in their batch, and how many of them
-        another sample replaced."""
-        return {"skipped_in_batches": len(self.skipped),
-                "replaced_in_batches": sum(1 for s in self.skipped if s.get("replaced_by"))}
+        another sample replaced -- each sample once, whichever process, worker or (resumed)
+        run of the stage met it; from ``log`` when there is one."""
+        entries = list(iter_jsonl(self.log)) if self.log is not None and self.log.is_file() else self.skipped
+        failed = {e["id"] for e in entries}
+        replaced = {e["id"] for e in entries if e.get("replaced_by")}
+        return {"skipped_in_batches": len(failed), "replaced_in_batches": len(replaced)}
 
     def candidates(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows that may replace ``row``, in the order they are tried."""
@@ -67,8 +75,14 @@ class VideoCollator:
             except (SkipSample, VideoError):
                 continue
             entry["replaced_by"] = self.row_id(other)
+            self._record(entry)
             return encoded
+        self._record(entry)
         return None
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self.log is not None:
+            append_jsonl(self.log, entry)
 
     def encode(self, row: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError

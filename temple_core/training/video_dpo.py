@@ -235,7 +235,8 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
         for p in tctx.data
     ]
     collator = PreferenceCollator(
-        backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None, seed=tctx.seed
+        backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None, seed=tctx.seed,
+        log=tctx.layout.skipped_in_batches,
     )
     vision = "frozen" if options.freeze_vision else "full"
     with quiet_library_deprecations():

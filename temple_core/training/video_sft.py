@@ -35,7 +35,7 @@ def build_sft_trainer(options, tctx):
     )
     rows = [{"id": s["id"], "messages": json.dumps(s["messages"]), "videos": s["videos"]} for s in tctx.data]
     collator = SFTCollator(backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None,
-                           seed=tctx.seed)
+                           seed=tctx.seed, log=tctx.layout.skipped_in_batches)
     with quiet_library_deprecations():
         trainer = SFTTrainer(
             model=model,

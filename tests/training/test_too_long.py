@@ -86,3 +86,22 @@ def test_a_dpo_stage_with_a_too_long_pair(data, too_long):
     summary = train_dpo(options, tctx)
     assert summary["skipped_in_batches"] == 1 and summary["replaced_in_batches"] == 1
     assert summary["steps"] == len(pairs), summary  # every step trained a full batch
+
+
+def test_the_counts_come_from_the_dataloader_workers_too(data):
+    """With ``num_workers`` the collator runs in DataLoader worker processes, whose memory the
+    summary never sees (it said 0): each failure is appended to the stage's
+    skipped_in_batches.jsonl, and the summary counts each sample once from there."""
+    from temple_core.store import read_jsonl
+    from temple_core.training.video_dpo import train_dpo
+
+    tmp, pairs, _ = data
+    backend = build_backend(preset="tiny-random")  # a model no earlier test has put LoRA layers into
+    options = DPO.Options(batch_size=1, per_device_batch_size=1, max_steps=len(pairs), warmup_ratio=0.0, gradient_checkpointing=False,
+                          max_length=MAX_LENGTH, fps=1.0, save_steps=1000, num_workers=1)
+    tctx = stage_context(backend, pairs, tmp / "0-dpo-workers")
+    summary = train_dpo(options, tctx)
+    assert summary["skipped_in_batches"] == 1 and summary["replaced_in_batches"] == 1, summary
+    [entry] = read_jsonl(tctx.layout.skipped_in_batches)
+    assert entry["id"] == pairs[0].pair_id and "max_length" in entry["reason"] and entry["replaced_by"] != pairs[0].pair_id
+
