@@ -19,7 +19,7 @@ import attrs
 import torch
 
 from temple_core.config import path_field
-from temple_core.errors import ModelError, SkipSample
+from temple_core.errors import ModelError, SkipSample, TempleError
 from temple_core.models.backend import Backend, TextScore, linear_module_names
 from temple_core.models.vision_tokens import build_tiny_tokenizer, cache_dir, check_model_dir, pad_rows
 from temple_core.store.files import clean_stale_temps, temp_path
@@ -501,6 +501,16 @@ class HFChatBackend(Backend):
                 continue
             head = self.render(converted[:k], visuals[: self._count(converted[:k])], True)
             head_ids = tok(head, add_special_tokens=False)["input_ids"]
+            if head_ids[:done] != ids:
+                # The template renders the earlier turns otherwise than they were just encoded
+                # (a template that rewrites past answers, a merge across a turn's edge): the
+                # sample would be built from pieces that do not line up. Say so, never guess.
+                at = next((i for i, (a, b) in enumerate(zip(head_ids, ids)) if a != b), min(len(head_ids), len(ids)))
+                raise TempleError(
+                    f"{self.describe()}: the chat template renders turn {k}'s history differently from its encoded "
+                    f"turns (first difference at token {at}: {tok.decode(head_ids[at:at + 8])!r} vs "
+                    f"{tok.decode(ids[at:at + 8])!r}); multi-turn SFT samples cannot be encoded turn by turn with it"
+                )
             prompt_part = head_ids[done:]
             text = "".join(c.get("text", "") for c in m["content"])
             answer, answer_labels = self.answer_ids(text, last=k == last)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from temple_core.errors import ModelError, SkipSample
+from temple_core.errors import ModelError, SkipSample, TempleError
 from temple_core.models.vision_tokens import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, qwen_patchify, resize_uint8
 from temple_plugins.backends.qwen_vl import MiMoVLBackend, Qwen2_5VLBackend, Qwen2VLBackend
 from testkit.backends import assert_vision_reuse_matches, conversations, preference_parts
@@ -259,6 +259,26 @@ def test_sft_batch_masks_everything_but_assistant_turns(saved, videos):
     assert tok.decode([i for i, label in zip(old["input_ids"], old["labels"]) if label != -100]) == "A bar moves.<|im_end|>\nIt stops.<|im_end|>\n"
     out = b.load_model()(**batch)
     assert torch.isfinite(out.loss)
+
+
+def test_a_template_that_rewrites_earlier_answers_is_refused_not_misaligned(videos):
+    """Multi-turn SFT is encoded turn by turn; a chat template that renders an earlier answer
+    otherwise than it was encoded (as templates that strip a past turn's reasoning do) would
+    shift every later token: the sample is refused, naming the first difference."""
+    b = backend("qwen2_vl", preset="tiny-random")
+    b.processor.chat_template = b.processor.chat_template.replace(
+        "{% elif c['type'] == 'text' %}{{ c['text'] }}",
+        "{% elif c['type'] == 'text' %}{{ '[earlier answer]' if message['role'] == 'assistant' else c['text'] }}")
+    messages = [
+        {"role": "user", "content": "<video>Describe the video."},
+        {"role": "assistant", "content": "A bar moves."},
+        {"role": "user", "content": "And then?"},
+        {"role": "assistant", "content": "It stops."},
+    ]
+    with pytest.raises(TempleError, match=r"qwen2_vl:tiny-random: the chat template renders turn 3's history differently from its encoded turns \(first difference at token \d+: '\[earlier"):
+        b.encode_sft(messages=messages, videos=[str(videos[1])], max_length=400)
+    # One assistant turn has no history to disagree with.
+    assert b.encode_sft(messages=messages[:2], videos=[str(videos[1])], max_length=400)["input_ids"]
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
