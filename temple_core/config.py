@@ -357,6 +357,51 @@ def _describe(data) -> str:
     return f"{type(data).__name__} {_short(data)}"
 
 
+_SUPPORTED = "int, float, bool, str, X | None, list[X], dict[str, X], Literal[...], Any, attrs classes"
+
+
+def options_problem(cls) -> str | None:
+    """What makes ``cls`` unusable as a component's options class, found when the plugin
+    registers rather than when a recipe first sets the field: a field type a recipe cannot
+    give. ``None`` when it is fine. (Defaults are not checked: a default that its check
+    refuses is how some options say a recipe must set them, e.g. lmms_eval's empty ``tasks``.)"""
+    try:
+        resolved = attrs.resolve_types(cls)
+    except Exception as exc:  # a forward reference that names nothing
+        return f"its field types cannot be resolved ({type(exc).__name__}: {exc})"
+    for field in attrs.fields(resolved):
+        if not field.init or _COMPONENT_KIND in field.metadata:
+            continue
+        bad = _unsupported(field.type)
+        if bad is not None:
+            return f"field {field.name!r} is typed {bad}, which a recipe cannot give (supported: {_SUPPORTED})"
+    return None
+
+
+def _unsupported(tp) -> str | None:
+    """The part of a field type :meth:`Structurer._typed` cannot read, as text; else None."""
+    if tp is Any or tp is object or tp in (bool, int, float, str, type(None)):
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return next((bad for bad in map(_unsupported, args) if bad is not None), None)
+    if origin is typing.Literal:
+        return None
+    if origin is list or tp is list:
+        return _unsupported(args[0]) if args else None
+    if origin is dict or tp is dict:
+        if args and args[0] is not str:
+            return str(tp) if args else _type_name(tp)
+        return _unsupported(args[1]) if len(args) == 2 else None
+    if isinstance(tp, type) and hasattr(tp, "from_recipe"):
+        return None
+    if attrs.has(tp):
+        resolved = attrs.resolve_types(tp)
+        return next((bad for f in attrs.fields(resolved) if f.init and _COMPONENT_KIND not in f.metadata
+                     for bad in [_unsupported(f.type)] if bad is not None), None)
+    return str(tp) if args else _type_name(tp)
+
+
 def _check_exists(resolved: str, kind: str, path: str, written: str) -> None:
     target = Path(resolved)
     shown = written if written == resolved else f"{written} ({resolved})"

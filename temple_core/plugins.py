@@ -31,7 +31,7 @@ import pluggy
 import yaml
 
 from temple_core import contracts, hookspecs
-from temple_core.config import did_you_mean
+from temple_core.config import did_you_mean, options_problem
 from temple_core.errors import PluginError
 from temple_core.store.layout import safe_component
 
@@ -196,6 +196,9 @@ class PluginManager:
                 options = getattr(factory, "Options", None)
             if options is not None and not attrs.has(options):
                 raise PluginError(f"{module_name}: options of {kind} '{name}' must be an attrs class")
+            problem = options_problem(options) if options is not None else None
+            if problem is not None:
+                raise PluginError(f"{module_name}: options of {kind} '{name}': {problem}")
             key = (kind, name)
             if key in pending:
                 raise PluginError(f"{module_name}: registers two {kind} components named '{name}'")

@@ -269,3 +269,27 @@ def test_a_function_factory_is_checked_when_it_builds():
     pm.add_module(_registering("perturbations", "nothing", make), "x 1.0")
     with pytest.raises(PluginError, match="built a object without __call__"):
         pm.build("perturbations", "nothing")
+
+
+def test_an_option_type_no_recipe_can_give_is_found_when_the_plugin_registers():
+    """Was found only when a recipe first set the field ("unsupported option type ... (a
+    plugin bug)"), on the user's side."""
+    import attrs
+
+    class Turn:
+        @attrs.define(kw_only=True, frozen=True)
+        class Options:
+            strength: int = 1
+            window: tuple[int, int] = (0, 1)
+
+        def __init__(self, options):
+            self.options = options
+
+        def __call__(self, items, difficulty, rng):
+            return items
+
+    pm = PluginManager(load=False)
+    failed = pm.add_module(_registering("perturbations", "turn", Turn), "x 1.0")
+    assert failed.error.startswith("plugin_turn: options of perturbations 'turn': field 'window' is typed tuple[int, int], which a recipe cannot give (supported: int, float, bool, str")
+    # Every built-in options class passes the same check.
+    assert not PluginManager().failed
