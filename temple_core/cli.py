@@ -126,6 +126,11 @@ def _run(args) -> int:
     from temple_core.stages import STAGE_NAMES
     from temple_core.stages.runner import run_stages
 
+    if args.no_progress:
+        # transformers' own bars ("Loading weights") too: it reads this when first imported.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     stages = None
     if args.stages is not None:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]

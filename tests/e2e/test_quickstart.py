@@ -32,7 +32,7 @@ def temple(*args, cwd):
         [sys.executable, "-m", "temple_core", *args], capture_output=True, text=True, cwd=cwd, timeout=900
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + result.stderr  # --no-progress: no bar on either
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def test_run_directory_contract(quickstart):
         assert losses and all(isinstance(x, float) and math.isfinite(x) for x in losses), stage
     assert (run_dir / "train" / "curves.png").is_file()
     assert "final model:" in out and "4-sft/merged" in out
+    assert "Loading weights" not in out and "it/s]" not in out, "--no-progress draws no bar (transformers' neither)"
     for checkpoint in ("base", "final"):
         for evaluator in ("temporal_order", "multiple_choice"):
             result = json.loads((run_dir / "eval" / checkpoint / f"{evaluator}.json").read_text())
@@ -140,6 +141,7 @@ def test_deleting_a_training_stage_or_a_checkpoints_scores_redoes_only_those(qui
     out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
     assert "[train] up to date" in out and "[eval] final: multiple_choice (multiple_choice)" in out, out
     assert "[eval] base: multiple_choice done earlier" in out, out
+    assert "Loading weights" not in out, "--no-progress: the model loaded for eval draws no bar"
     assert (run_dir / "eval" / "final" / "temporal_order.json").is_file()
     out = temple("run", str(RECIPE), "--run-dir", str(run_dir), "--no-progress", cwd=run_dir.parent)
     assert "up to date: no work was done" in out
