@@ -170,6 +170,19 @@ def _compare(args) -> int:
     return 0
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed (poll reports an error
+    on the writing end of such a pipe)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     stay_offline()
     args = _parser().parse_args(argv)
@@ -180,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, so that a reader gone away is seen by the handler below
         return code
     except BrokenPipeError:
+        if debug or not _stdout_reader_gone():
+            raise  # another pipe (a worker's, a subprocess's) broke: that is a real error
         # The reader of the output went away (`temple plugins list --json | head`): stop quietly,
         # as other command-line tools do, and keep Python's exit flush from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

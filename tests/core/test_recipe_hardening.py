@@ -312,6 +312,19 @@ def test_output_to_a_reader_that_went_away_stops_quietly():
     assert done.returncode == 141 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
+def test_a_broken_pipe_that_is_not_the_output_is_an_error(monkeypatch):
+    """Only a closed standard output ends quietly: a broken pipe to a worker or a subprocess
+    is a real failure and is not hidden (here stdout is a terminal-like capture, still open)."""
+    import temple_core.cli as cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_validate", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["validate", "x.yaml"])
+
+
 def test_version(capsys):
     from temple_core import __version__
 
@@ -343,7 +356,7 @@ def test_validate_names_every_missing_path_at_once(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err, err
     lines = err.splitlines()
     assert lines[0].startswith("temple: error: select.encoder.path: no such directory: missing-siglip"), err
-    assert lines[1] == "  and 2 more path(s) of the recipe that do not exist:", err
+    assert lines[1] == "  and 2 more problem(s) with the recipe's paths:", err
     assert lines[2] == "  train.backend.path: no such directory: /path/to/Qwen2-VL-7B-Instruct", err
     assert lines[3] == "  eval.evaluators[0].videos.paths[0]: no such file or folder: /path/to/heldout", err
     assert len(lines) == 4, err
