@@ -15,7 +15,9 @@ import re
 _PREFIX = re.compile(
     r"^\s*(?:[-*#>]+\s*)*(?:\*\*|__)?\s*(?:final\s+|detailed\s+)?(?:caption|description|answer)(?:\s*\d+)?"
     r"(?:\s+(?:of|for)\s+(?:the\s+|this\s+)?(?:second\s+clip|clip(?:\s*\d+)?))?(?:\s*\([^)]*\))?"
-    r"\s*(?:\*\*|__)?\s*[:\-–—]\s*(?:\*\*|__)?\s*",
+    # The separator: a colon, or a dash with a space on either side ("Caption - ...", not the
+    # hyphen of "Caption 2-year-old").
+    r"\s*(?:\*\*|__)?\s*(?::|(?<=\s)[\-–—]|[\-–—](?=\s))\s*(?:\*\*|__)?\s*",
     re.IGNORECASE,
 )
 _MARKDOWN = re.compile(r"(\*\*|__|\*|`|^#+\s*)")
@@ -23,7 +25,12 @@ _MARKDOWN = re.compile(r"(\*\*|__|\*|`|^#+\s*)")
 # its closing one at the end (a final . ! ? after it is kept), and for the double quotes none
 # in between -- a quoted word inside or at either end ('"OPEN" is painted', "the players'")
 # stays as written.
-_WRAPPED = re.compile(r'^(?:"(?P<d>[^"]*)"|“(?P<c>[^“”]*)”|‘(?P<s>.*)’|«(?P<a>[^«»]*)»|\'(?P<q>.*)\')(?P<end>[.!?]?)$', re.DOTALL)
+# Single quotes double as apostrophes: inside, one counts only between two letters (dog's).
+_WRAPPED = re.compile(
+    r'^(?:"(?P<d>[^"]*)"|“(?P<c>[^“”]*)”|‘(?P<s>(?:[^‘’]|(?<=\w)’(?=\w))*)’|«(?P<a>[^«»]*)»'
+    r"|'(?P<q>(?:[^']|(?<=\w)'(?=\w))*)')(?P<end>[.!?]?)$",
+    re.DOTALL,
+)
 _RENAMES = (
     (re.compile(r"\b(?:the\s+)?(?:clip\s*2|second\s+clip)\b", re.IGNORECASE), "this clip"),
     (re.compile(r"\b(?:the\s+)?(?:clip\s*1|first\s+clip)\b", re.IGNORECASE), "the previous clip"),

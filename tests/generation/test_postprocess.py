@@ -30,6 +30,12 @@ from temple_core.recipe import recipe_from_data
         ('Caption: "OPEN" and "CLOSED" signs hang side by side', '"OPEN" and "CLOSED" signs hang side by side'),
         ('Caption: "A dog runs".', "A dog runs."),
         ("Caption: 'The dog's ball rolls.'", "The dog's ball rolls."),
+        ("Caption: 'Stop' means 'halt'", "'Stop' means 'halt'"),
+        ("'Stop' is painted on the 'road'.", "'Stop' is painted on the 'road'."),
+        ("‘Stop’ is painted on the ‘road’", "‘Stop’ is painted on the ‘road’"),
+        ("‘The dog’s ball rolls.’", "The dog’s ball rolls."),
+        ("Caption 2-year-old child plays.", "Caption 2-year-old child plays."),  # a hyphen, not a separator
+        ("Caption - A dog runs.", "A dog runs."),
         # Numbered and other prefix forms a model writes after the summary's "Caption 1: ..." list.
         ("Caption 2: A dog runs.", "A dog runs."),
         ("Caption for this clip: A dog runs.", "A dog runs."),
