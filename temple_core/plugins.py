@@ -166,17 +166,18 @@ class PluginManager:
             return None
         pending: dict[tuple[str, str], Component] = {}
         declared: list[tuple[str, str]] = []
-        self.pm.register(module, name=name)
         try:
             _check_hooks(self.pm, module, module_name)
+            self.pm.register(module, name=name)  # pluggy checks each hook's arguments here
             for kind in hookspecs.KINDS:
                 hook = getattr(self.pm.hook, f"register_{kind}")
                 impls = [impl for impl in hook.get_hookimpls() if impl.plugin is module]
                 for impl in impls:
                     impl.function(register=self._registrar(kind, source, module_name, summaries or {}, pending, declared))
         except Exception as exc:  # a broken plugin must not take the others down
-            self.pm.unregister(module)
-            error = str(exc) if isinstance(exc, PluginError) else f"{module_name}: {type(exc).__name__}: {exc}"
+            if self.pm.is_registered(module):
+                self.pm.unregister(module)
+            error = str(exc) if isinstance(exc, PluginError) else f"{module_name}: {type(exc).__name__}: {' '.join(str(exc).split())}"
             failed = FailedPlugin(module_name, source, error, declared)
             self.failed.append(failed)
             return failed
@@ -208,8 +209,14 @@ class PluginManager:
                 message = (
                     f"two {kind} components are named '{name}': one from {first}, one from {source} ({module_name})"
                 )
+                if other is not None and BUILTIN in (other.source, source):
+                    third = source if other.source == BUILTIN else other.source
+                    hint = (f"uninstall {third.rsplit(' ', 1)[0]} to use the built-in, or keep the built-ins "
+                            f"alone with {ENV_LOAD}=builtin")
+                else:
+                    hint = f"uninstall one of them, or list the one to keep in {ENV_LOAD} (with builtin)"
                 self.components.pop(key, None)
-                self.conflicts[key] = message
+                self.conflicts[key] = f"{message}; {hint}"
                 raise PluginError(message)
             try:
                 capabilities = contracts.check_component(kind, name, factory)
@@ -236,10 +243,7 @@ class PluginManager:
         if component is not None:
             return component
         if (kind, name) in self.conflicts:
-            raise PluginError(
-                f"{self.conflicts[(kind, name)]}; uninstall one of them, or choose one with "
-                f"{ENV_LOAD} (e.g. {ENV_LOAD}=builtin,<the distribution to keep>)"
-            )
+            raise PluginError(self.conflicts[(kind, name)])
         for failed in self.failed:
             if (kind, name) in failed.declared or (not failed.declared and name in failed.module):
                 raise PluginError(
@@ -247,9 +251,8 @@ class PluginManager:
                     f"which failed to load: {failed.error}"
                 )
         known = self.names(kind)
-        failures = "".join(
-            f"; note: plugin {f.module} ({f.source}) failed to load: {f.error}" for f in self.failed if not f.declared
-        )
+        # A failed plugin may have offered this name after the component that failed it.
+        failures = "".join(f"; note: plugin {f.module} ({f.source}) failed to load: {f.error}" for f in self.failed)
         raise PluginError(
             f"unknown {kind[:-1].replace('_', ' ')} '{name}'{did_you_mean(name, known)}; "
             f"available: {', '.join(known) or 'none'}{failures}"
@@ -304,8 +307,12 @@ def _check_hooks(pm, module, module_name: str) -> None:
     """A module must implement at least one temple hook, and only temple hooks: a misspelt
     hook (``register_perturbation``) would otherwise register nothing, silently."""
     hooks = {f"register_{kind}" for kind in hookspecs.KINDS}
-    implemented = [attr for attr in dir(module) if pm.parse_hookimpl_opts(module, attr) is not None]
-    unknown = [attr for attr in implemented if attr not in hooks]
+    implemented = []
+    for attr in dir(module):
+        opts = pm.parse_hookimpl_opts(module, attr)
+        if opts is not None:
+            implemented.append(opts.get("specname") or attr)  # @hookimpl(specname=...) names its hook
+    unknown = [hook for hook in implemented if hook not in hooks]
     if unknown:
         raise PluginError(
             f"{module_name}: {unknown[0]} is not a temple hook{did_you_mean(unknown[0], sorted(hooks))}; "

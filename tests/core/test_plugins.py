@@ -86,7 +86,7 @@ def test_a_name_two_plugins_give_is_refused_for_both_and_nothing_else_stops():
     assert "first-dist 1.0" in message and "first_plugin" in message
     assert "second-dist 2.0" in message and "second_plugin" in message
     # Which of the two would run depends on install order: neither does, and the recipe is told why.
-    with pytest.raises(PluginError, match=r"two perturbations components are named 'twist'.*uninstall one of them, or choose one with TEMPLE_LOAD_PLUGINS"):
+    with pytest.raises(PluginError, match=r"two perturbations components are named 'twist'.*uninstall one of them, or list the one to keep in TEMPLE_LOAD_PLUGINS \(with builtin\)"):
         pm.get("perturbations", "twist")
     assert "twist" not in pm.names("perturbations")
     # Another plugin still loads.
@@ -293,3 +293,50 @@ def test_an_option_type_no_recipe_can_give_is_found_when_the_plugin_registers():
     assert failed.error.startswith("plugin_turn: options of perturbations 'turn': field 'window' is typed tuple[int, int], which a recipe cannot give (supported: int, float, bool, str")
     # Every built-in options class passes the same check.
     assert not PluginManager().failed
+
+
+def test_registration_edge_cases_are_failures_that_explain_themselves():
+    """A hook with the wrong argument name (pluggy refuses it when it registers), a hook
+    named through specname, a component offered after the one that failed its plugin, and
+    the way out of a name clash with a built-in."""
+    pm = PluginManager(load=False)
+    wrong_arg = types.ModuleType("plugin_wrong_arg")
+
+    def register_perturbations(reg):
+        reg("x", object)
+
+    wrong_arg.register_perturbations = hookimpl(register_perturbations)
+    failed = pm.add_module(wrong_arg, "w 1.0")
+    assert failed is not None and "plugin_wrong_arg" in failed.error and "reg" in failed.error, failed
+    assert not pm.pm.is_registered(wrong_arg)
+
+    named = types.ModuleType("plugin_specname")
+
+    class Keep:
+        def __call__(self, items, difficulty, rng):
+            return items
+
+    def my_perturbations(register):
+        register("keep", Keep)
+
+    named.my_perturbations = hookimpl(specname="register_perturbations")(my_perturbations)
+    assert pm.add_module(named, "s 1.0") is None and pm.get("perturbations", "keep").source == "s 1.0"
+
+    half = types.ModuleType("plugin_first_bad")
+
+    class NotAttrs:
+        pass
+
+    def register_exporters(register):
+        register("one_bad", object, options=NotAttrs)
+        register("three", object)
+
+    half.register_exporters = hookimpl(register_exporters)
+    pm.add_module(half, "h 1.0")
+    with pytest.raises(PluginError, match=r"unknown exporter 'three'.*note: plugin plugin_first_bad \(h 1\.0\) failed to load: .*must be an attrs class"):
+        pm.get("exporters", "three")
+
+    builtins = PluginManager()
+    builtins.add_module(_module("plugin_my_drop", "perturbations", "drop"), "my-drop 1.0")
+    with pytest.raises(PluginError, match=r"two perturbations components are named 'drop': one from temple \(built-in\).*uninstall my-drop to use the built-in, or keep the built-ins alone with TEMPLE_LOAD_PLUGINS=builtin"):
+        builtins.get("perturbations", "drop")
