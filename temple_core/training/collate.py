@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from temple_core.errors import SkipSample, TempleError, VideoError
-from temple_core.store.jsonl import append_jsonl, iter_jsonl
+from temple_core.store.jsonl import append_jsonl
 
 
 class VideoCollator:
@@ -48,7 +48,7 @@ class VideoCollator:
         """For the stage summary: samples that failed in their batch, and how many of them
         another sample replaced -- each sample once, whichever process, worker or (resumed)
         run of the stage met it; from ``log`` when there is one."""
-        entries = list(iter_jsonl(self.log)) if self.log is not None and self.log.is_file() else self.skipped
+        entries = _read_tolerant(self.log) if self.log is not None and self.log.is_file() else self.skipped
         failed = {e["id"] for e in entries}
         replaced = {e["id"] for e in entries if e.get("replaced_by")}
         return {"skipped_in_batches": len(failed), "replaced_in_batches": len(replaced)}
@@ -153,3 +153,18 @@ class SFTCollator(VideoCollator):
 
     def videos_of(self, row):
         return list(row["videos"])
+
+
+def _read_tolerant(path: Path) -> list[dict[str, Any]]:
+    """The log's records; a line torn by a killed process (and whatever got glued to it) is
+    passed over -- these are counts for a summary, never a reason to fail a finished stage."""
+    entries = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "id" in record:
+            entries.append(record)
+    return entries
+

@@ -105,3 +105,19 @@ def test_the_counts_come_from_the_dataloader_workers_too(data):
     [entry] = read_jsonl(tctx.layout.skipped_in_batches)
     assert entry["id"] == pairs[0].pair_id and "max_length" in entry["reason"] and entry["replaced_by"] != pairs[0].pair_id
 
+
+
+def test_a_torn_line_in_the_failure_log_does_not_fail_the_stage(tmp_path):
+    """A process killed mid-append leaves a torn line (and the next append is glued to it):
+    the counts pass over it instead of failing a stage that has trained."""
+    from temple_core.store.jsonl import append_jsonl
+
+    log = tmp_path / "skipped_in_batches.jsonl"
+    append_jsonl(log, {"id": "a", "reason": "too long", "replaced_by": "b"})
+    with open(log, "a") as handle:
+        handle.write('{"id": "c", "rea')  # torn
+    append_jsonl(log, {"id": "d", "reason": "too long"})  # glued onto the torn line
+    append_jsonl(log, {"id": "a", "reason": "too long", "replaced_by": "b"})  # a resumed stage meets it again
+    append_jsonl(log, {"id": "e", "reason": "video"})
+    collator = PreferenceCollator(None, {}, MAX_LENGTH, log=log)
+    assert collator.counts() == {"skipped_in_batches": 2, "replaced_in_batches": 1}
