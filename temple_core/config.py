@@ -372,6 +372,8 @@ def options_problem(cls) -> str | None:
     for field in attrs.fields(resolved):
         if not field.init or _COMPONENT_KIND in field.metadata:
             continue
+        if field.type is None:
+            return f"field {field.name!r} has no type annotation, so a recipe's value for it cannot be checked"
         bad = _unsupported(field.type)
         if bad is not None:
             return f"field {field.name!r} is typed {bad}, which a recipe cannot give (supported: {_SUPPORTED})"
@@ -419,15 +421,15 @@ def structure(cls, data, path: str = "", plugins=None, check_files: bool = True,
 
 
 def raise_missing(missing: list[RecipeError]) -> None:
-    """One error for every missing path: the first as usual (its recipe path first), then
-    the others, one per line."""
+    """One error for every path problem (missing files and folders, folders without videos):
+    the first as usual (its recipe path first), then the others, one per line."""
     if not missing:
         return
     first, rest = missing[0], missing[1:]
     if not rest:
         raise first
     lines = "".join(f"\n  {exc}" for exc in rest)
-    raise RecipeError(first.path, f"{first.message}\n  and {len(rest)} more path(s) of the recipe that do not exist:{lines}")
+    raise RecipeError(first.path, f"{first.message}\n  and {len(rest)} more problem(s) with the recipe's paths:{lines}")
 
 
 def unstructure(obj) -> Any:

@@ -15,6 +15,7 @@ clips of a held-out video.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -43,10 +44,10 @@ def read_events(path: Path) -> list[dict]:
     for i, event in enumerate(events):
         if event.get("start") is None:
             continue
-        try:
-            starts.append((i, float(event["start"])))
-        except (TypeError, ValueError):
-            raise TempleError(f"{path}: event {i}'s start is not a number: {event['start']!r}") from None
+        start = event["start"]
+        if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
+            raise TempleError(f"{path}: event {i}'s start is not a finite number of seconds: {start!r}")
+        starts.append((i, float(start)))
     for (i, a), (j, b) in zip(starts, starts[1:]):
         if b < a:
             raise TempleError(f"{path}: events must be listed in time order, but event {j} starts at {b:g} s, before event {i} ({a:g} s)")

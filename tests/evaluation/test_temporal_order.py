@@ -121,8 +121,8 @@ def test_held_out_overlap_is_refused(tmp_path):
     with pytest.raises(RecipeError, match=r"held0\.mp4 is a copy of .*other-name\.mp4, a training video of train\.stages\[0\]"):
         ev.score(request(StubScorer(table), tmp_path / "b", training=training))
 
-    # A file of the same size whose bytes differ (here only past the first 64 KiB and before the
-    # last 64 KiB of a 95,536-byte file) is another video: nothing is refused.
+    # A file of the same size whose bytes differ past the first 64 KiB is another video: nothing
+    # is refused (the old sampled hash read only the first 64 KiB of files under 128 KiB).
     size = 95_536
     held_bytes = bytes(range(256)) * (size // 256) + bytes(size % 256)
     other_bytes = bytearray(held_bytes)

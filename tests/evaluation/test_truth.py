@@ -32,7 +32,9 @@ def test_events_out_of_time_order_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("events, message", [
-    ([{"description": "a", "start": "soon"}], r"v\.json: event 0's start is not a number: 'soon'"),
+    ([{"description": "a", "start": "soon"}], r"v\.json: event 0's start is not a finite number of seconds: 'soon'"),
+    ([{"description": "a", "start": 0}, {"description": "b", "start": float("nan")}], r"event 1's start is not a finite number of seconds: nan"),
+    ([{"description": "a", "start": "1.5"}], r"event 0's start is not a finite number of seconds: '1.5'"),
     ([{"description": " "}], r"v\.json: every event needs a non-empty description"),
     ([{"start": 0}], r"v\.json: not a ground-truth sidecar"),
 ])
