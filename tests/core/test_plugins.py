@@ -340,3 +340,22 @@ def test_registration_edge_cases_are_failures_that_explain_themselves():
     builtins.add_module(_module("plugin_my_drop", "perturbations", "drop"), "my-drop 1.0")
     with pytest.raises(PluginError, match=r"two perturbations components are named 'drop': one from temple \(built-in\).*uninstall my-drop to use the built-in, or keep the built-ins alone with TEMPLE_LOAD_PLUGINS=builtin"):
         builtins.get("perturbations", "drop")
+
+
+def test_an_options_field_without_a_type_is_named():
+    import attrs
+
+    class Loose:
+        @attrs.define(kw_only=True, frozen=True)
+        class Options:
+            strength = attrs.field(default=1)
+
+        def __init__(self, options):
+            self.options = options
+
+        def __call__(self, items, difficulty, rng):
+            return items
+
+    failed = PluginManager(load=False).add_module(_registering("perturbations", "loose", Loose), "x 1.0")
+    assert failed.error == ("plugin_loose: options of perturbations 'loose': field 'strength' has no type annotation, "
+                            "so a recipe's value for it cannot be checked")
