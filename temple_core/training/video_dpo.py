@@ -54,7 +54,10 @@ class VideoGroupedSampler(torch.utils.data.Sampler):
     the order is built per process: each video's pairs go to one process's stream (the shortest
     so far), and the streams are interleaved the way accelerate deals them. A video's pairs then
     sit in consecutive micro-batches of one process and straddle at most one step boundary
-    (but for at most ``world - 1`` videos split to give every process an equal share)."""
+    (but for at most ``world - 1`` videos split to give every process an equal share). When the
+    pairs do not fill the last round, accelerate's ``even_batches`` (its default) repeats pairs
+    from the start to fill it, so a few more videos may then appear on two processes: that is
+    accelerate's padding, outside this order."""
 
     def __init__(self, videos: list[str], seed: int, per_device: int = 1, world: int = 1):
         self.groups: dict[str, list[int]] = {}
