@@ -286,8 +286,9 @@ class TrainStageLayout:
 
     @property
     def skipped_in_batches(self) -> Path:
-        """Samples that failed in their batch while training (and what replaced them):
-        appended by the collator in whichever process or DataLoader worker it runs."""
+        """Samples that failed in their batch while training (and what replaced them): one
+        shard per process while the stage trains (its DataLoader workers append to it too),
+        merged into this file by the main process when the stage has trained."""
         return self.folder / "skipped_in_batches.jsonl"
 
     def remove(self, path) -> None:

@@ -2,9 +2,10 @@
 
 Videos are decoded and tokenised per batch by the backend (they are too big to pre-tokenise).
 A sample whose video fails to decode here (it passed the probe before training, so this is
-rare) or that cannot fit ``max_length`` is counted in ``skipped`` -- and appended to the stage's
-``skipped_in_batches.jsonl`` (``log``), since the collator may run in DataLoader workers or in
-several processes whose memory the summary never sees -- and, given a ``pool`` (the
+rare) or that cannot fit ``max_length`` is counted in ``skipped`` -- and written to ``log``, the
+stage's ``skipped_in_batches`` manifest (a :class:`~temple_core.store.ShardedJsonl`: one shard
+per process, appended by its DataLoader workers too, whose memory the summary never sees) --
+and, given a ``pool`` (the
 stage's rows: ``too_long: resample``), replaced by another row of the pool, as ms-swift's lazy
 dataset does (``LazyLLMDataset``: up to 10 tries in all). ms-swift walks one shuffled order with
 a cursor that moves on every failure; here each failing row has its own seeded order of
@@ -17,11 +18,15 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 from temple_core.errors import SkipSample, TempleError, VideoError
-from temple_core.store.jsonl import append_jsonl
+from temple_core.store import ShardedJsonl
+
+
+def failures_log(tctx) -> ShardedJsonl:
+    """The stage's ``skipped_in_batches`` manifest, this process's shard (see the module doc)."""
+    return ShardedJsonl.at(tctx.layout.skipped_in_batches, key="id", rank=tctx.rank, world_size=tctx.world_size)
 
 
 class VideoCollator:
@@ -34,21 +39,26 @@ class VideoCollator:
     TRIES = 10
 
     def __init__(self, backend, video_options: dict[str, Any], max_length: int, pool: list[dict[str, Any]] | None = None,
-                 seed: int = 0, log: Path | None = None):
+                 seed: int = 0, log: ShardedJsonl | None = None):
         self.backend = backend
         self.video_options = video_options
         self.max_length = max_length
         self.pool = pool
         self.seed = seed
-        self.log = Path(log) if log is not None else None
+        self.log = log
         self.skipped: list[dict[str, Any]] = []  # this process's (or worker's) own
         self._by_id: list[dict[str, Any]] | None = None
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, merge: bool = False) -> dict[str, int]:
         """For the stage summary: samples that failed in their batch, and how many of them
-        another sample replaced -- each sample once, whichever process, worker or (resumed)
-        run of the stage met it; from ``log`` when there is one."""
-        entries = _read_tolerant(self.log) if self.log is not None and self.log.is_file() else self.skipped
+        another sample replaced -- each sample once. With ``merge`` (the main process, once
+        every process has finished training): from every shard of ``log``, whichever process,
+        worker or (resumed) run of the stage met it, then merged into its one file; otherwise
+        this process's own."""
+        entries = self.skipped
+        if merge and self.log is not None:
+            entries = self.log.records()
+            self.log.merge()
         failed = {e["id"] for e in entries}
         replaced = {e["id"] for e in entries if e.get("replaced_by")}
         return {"skipped_in_batches": len(failed), "replaced_in_batches": len(replaced)}
@@ -82,7 +92,7 @@ class VideoCollator:
 
     def _record(self, entry: dict[str, Any]) -> None:
         if self.log is not None:
-            append_jsonl(self.log, entry)
+            self.log.append(entry)
 
     def encode(self, row: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -153,18 +163,3 @@ class SFTCollator(VideoCollator):
 
     def videos_of(self, row):
         return list(row["videos"])
-
-
-def _read_tolerant(path: Path) -> list[dict[str, Any]]:
-    """The log's records; a line torn by a killed process (and whatever got glued to it) is
-    passed over -- these are counts for a summary, never a reason to fail a finished stage."""
-    entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "id" in record:
-            entries.append(record)
-    return entries
-

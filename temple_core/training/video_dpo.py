@@ -30,7 +30,7 @@ import torch
 from trl import DPOTrainer
 
 from temple_core.errors import TempleError
-from temple_core.training.collate import PreferenceCollator
+from temple_core.training.collate import PreferenceCollator, failures_log
 from temple_core.training.prefix_sharing import PACKED_KEY, PackedPairs, PrefixSharedForward
 
 log = logging.getLogger("temple.train")
@@ -239,7 +239,7 @@ def build_dpo_trainer(options, tctx) -> tuple[VideoDPOTrainer, PreferenceCollato
     ]
     collator = PreferenceCollator(
         backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None, seed=tctx.seed,
-        log=tctx.layout.skipped_in_batches,
+        log=failures_log(tctx),
     )
     vision = "frozen" if options.freeze_vision else "full"
     with quiet_library_deprecations():
@@ -268,7 +268,7 @@ def train_dpo(options, tctx) -> dict[str, Any]:
 
     trainer, collator = build_dpo_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
-    summary.update(collator.counts())
+    summary.update(collator.counts(merge=tctx.is_main))  # after train_and_merge's wait
     summary["vision_features_reused"] = trainer.reuse_vision_features
     summary["vision_once_per_video"] = trainer.vision_once_per_video
     summary["prefix_sharing"] = trainer.prefix_sharing

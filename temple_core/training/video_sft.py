@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from temple_core.training.collate import SFTCollator
+from temple_core.training.collate import SFTCollator, failures_log
 
 
 def build_sft_trainer(options, tctx):
@@ -35,7 +35,7 @@ def build_sft_trainer(options, tctx):
     )
     rows = [{"id": s["id"], "messages": json.dumps(s["messages"]), "videos": s["videos"]} for s in tctx.data]
     collator = SFTCollator(backend, video_options(options), options.max_length, pool=rows if options.too_long == "resample" else None,
-                           seed=tctx.seed, log=tctx.layout.skipped_in_batches)
+                           seed=tctx.seed, log=failures_log(tctx))
     with quiet_library_deprecations():
         trainer = SFTTrainer(
             model=model,
@@ -55,5 +55,5 @@ def train_sft(options, tctx) -> dict[str, Any]:
 
     trainer, collator = build_sft_trainer(options, tctx)
     summary = train_and_merge(tctx, trainer, options.keep_checkpoints)
-    summary.update(collator.counts())
+    summary.update(collator.counts(merge=tctx.is_main))  # after train_and_merge's wait
     return summary

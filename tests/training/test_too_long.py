@@ -90,8 +90,8 @@ def test_a_dpo_stage_with_a_too_long_pair(data, too_long):
 
 def test_the_counts_come_from_the_dataloader_workers_too(data):
     """With ``num_workers`` the collator runs in DataLoader worker processes, whose memory the
-    summary never sees (it said 0): each failure is appended to the stage's
-    skipped_in_batches.jsonl, and the summary counts each sample once from there."""
+    summary never sees (it said 0): each failure is appended to the process's shard of the
+    stage's skipped_in_batches manifest, and the summary counts each sample once from there."""
     from temple_core.store import read_jsonl
     from temple_core.training.video_dpo import train_dpo
 
@@ -108,16 +108,18 @@ def test_the_counts_come_from_the_dataloader_workers_too(data):
 
 
 def test_a_torn_line_in_the_failure_log_does_not_fail_the_stage(tmp_path):
-    """A process killed mid-append leaves a torn line (and the next append is glued to it):
-    the counts pass over it instead of failing a stage that has trained."""
-    from temple_core.store.jsonl import append_jsonl
+    """A process killed mid-append leaves a torn line in its shard: the next run of the stage
+    cuts it off before appending (the store's rule), so nothing later is glued to it or lost,
+    and the counts neither fail a stage that has trained nor count a sample twice."""
+    from temple_core.store import ShardedJsonl, read_jsonl
 
-    log = tmp_path / "skipped_in_batches.jsonl"
-    append_jsonl(log, {"id": "a", "reason": "too long", "replaced_by": "b"})
-    with open(log, "a") as handle:
-        handle.write('{"id": "c", "rea')  # torn
-    append_jsonl(log, {"id": "d", "reason": "too long"})  # glued onto the torn line
-    append_jsonl(log, {"id": "a", "reason": "too long", "replaced_by": "b"})  # a resumed stage meets it again
-    append_jsonl(log, {"id": "e", "reason": "video"})
+    manifest = tmp_path / "skipped_in_batches.jsonl"
+    shard = tmp_path / "skipped_in_batches.rank0.jsonl"
+    shard.write_text('{"id": "a", "reason": "too long", "replaced_by": "b"}\n{"id": "c", "rea')  # torn
+    log = ShardedJsonl.at(manifest, key="id")  # a resumed stage's collator opens it
+    log.append({"id": "d", "reason": "too long"})
+    log.append({"id": "a", "reason": "too long", "replaced_by": "b"})  # the resumed stage meets it again
+    log.append({"id": "e", "reason": "video"})
     collator = PreferenceCollator(None, {}, MAX_LENGTH, log=log)
-    assert collator.counts() == {"skipped_in_batches": 2, "replaced_in_batches": 1}
+    assert collator.counts(merge=True) == {"skipped_in_batches": 3, "replaced_in_batches": 1}
+    assert [r["id"] for r in read_jsonl(manifest)] == ["a", "d", "e"] and not shard.exists()
