@@ -369,9 +369,7 @@ def options_problem(cls) -> str | None:
         resolved = attrs.resolve_types(cls)
     except Exception as exc:  # a forward reference that names nothing
         return f"its field types cannot be resolved ({type(exc).__name__}: {exc})"
-    for field in attrs.fields(resolved):
-        if not field.init or _COMPONENT_KIND in field.metadata:
-            continue
+    for field in _recipe_fields(resolved):
         if field.type is None:
             return f"field {field.name!r} has no type annotation, so a recipe's value for it cannot be checked"
         bad = _unsupported(field.type)
@@ -393,15 +391,19 @@ def _unsupported(tp) -> str | None:
         return _unsupported(args[0]) if args else None
     if origin is dict or tp is dict:
         if args and args[0] is not str:
-            return str(tp) if args else _type_name(tp)
+            return str(tp)
         return _unsupported(args[1]) if len(args) == 2 else None
     if isinstance(tp, type) and hasattr(tp, "from_recipe"):
         return None
     if attrs.has(tp):
-        resolved = attrs.resolve_types(tp)
-        return next((bad for f in attrs.fields(resolved) if f.init and _COMPONENT_KIND not in f.metadata
-                     for bad in [_unsupported(f.type)] if bad is not None), None)
+        return next((bad for f in _recipe_fields(attrs.resolve_types(tp)) if (bad := _unsupported(f.type)) is not None), None)
     return str(tp) if args else _type_name(tp)
+
+
+def _recipe_fields(cls) -> list:
+    """The fields a recipe gives values for (not ``init=False`` ones, not component fields,
+    which name a plugin and are read by :meth:`Structurer.component`)."""
+    return [f for f in attrs.fields(cls) if f.init and _COMPONENT_KIND not in f.metadata]
 
 
 def _check_exists(resolved: str, kind: str, path: str, written: str) -> None:

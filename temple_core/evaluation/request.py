@@ -16,6 +16,7 @@ from typing import Any, Callable
 import attrs
 
 from temple_core.distributed import shard
+from temple_core.errors import PluginError
 
 
 def _optional_ge(low):
@@ -90,8 +91,6 @@ class ItemStore:
     def add(self, record: dict[str, Any]) -> None:
         """Write one item's record durably, stamped with when and by which process it was scored."""
         if not isinstance(record, dict) or "item_id" not in record:
-            from temple_core.errors import PluginError
-
             got = f"keys {sorted(map(str, record))}" if isinstance(record, dict) else type(record).__name__
             raise PluginError(f"evaluator {self.evaluator!r} added a record without an 'item_id' ({got}); each record is a dict with its item's id")
         self._store.append({**record, "scored": {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "pid": os.getpid()}})

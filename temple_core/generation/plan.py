@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+
+from temple_core.errors import PluginError, TempleError
 
 
 @attrs.define
@@ -46,8 +49,6 @@ def plan_variants(
     against what it returned: a third-party perturbation that reports indices inconsistent
     with its items is caught here rather than producing untraceable pairs.
     """
-    from temple_core.errors import PluginError
-
     variants = []
     indices = list(range(num_clips))
     for name, perturbation in perturbations:
@@ -55,7 +56,7 @@ def plan_variants(
             result = perturbation(indices, r, rng)
             if not (hasattr(result, "items") and hasattr(result, "kept_indices")):
                 raise PluginError(
-                    f"perturbation '{name}' at r={r} returned {type(result).__name__} {_short(result)}; a perturbation "
+                    f"perturbation '{name}' at r={r} returned {type(result).__name__} {reprlib.repr(result)}; a perturbation "
                     "returns temple_core.records.Perturbed(items=..., kept_indices=...)"
                 )
             try:
@@ -89,8 +90,6 @@ def per_video_rngs(rng, count: int) -> list[random.Random]:
 
 def keyframes_of(video) -> list[list[int]]:
     """The two keyframes of every clip (segment) of a selected video, checked."""
-    from temple_core.errors import TempleError
-
     if video.status != "kept":
         raise TempleError(f"video {video.video_id} was not kept by selection (status {video.status})")
     if not video.keyframes or len(video.keyframes) != len(video.segments):
@@ -99,8 +98,3 @@ def keyframes_of(video) -> list[list[int]]:
             "in select/videos.jsonl"
         )
     return [list(k) for k in video.keyframes]
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
